@@ -1,0 +1,4 @@
+"""``python -m emoclf``."""
+from .cli import main
+
+raise SystemExit(main())

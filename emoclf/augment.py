@@ -1,0 +1,105 @@
+"""Batch-level preprocessing and augmentation on tensors (CPU or GPU), no worker processes needed."""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .config import AugmentConfig
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+GRAY_MEAN, GRAY_STD = [0.449], [0.226]  # ImageNet's channel averages, for 1-channel input
+
+
+def norm_stats(grayscale: bool, mean: Optional[Sequence[float]], std: Optional[Sequence[float]]):
+    """Resolved (mean, std) lists for the input's channel count."""
+    channels = 1 if grayscale else 3
+    mean = list(mean) if mean else (GRAY_MEAN if grayscale else IMAGENET_MEAN)
+    std = list(std) if std else (GRAY_STD if grayscale else IMAGENET_STD)
+    return (mean * channels)[:channels] if len(mean) == 1 else mean, (std * channels)[:channels] if len(std) == 1 else std
+
+
+class Normalizer:
+    """uint8 batch -> float batch, scaled to 0..1 and normalized per channel."""
+
+    def __init__(self, mean: List[float], std: List[float], device: torch.device, channels_last: bool = False):
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.device = device
+        self.channels_last = channels_last
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Move to the device and scale to 0..1 float."""
+        return x.to(self.device, non_blocking=True).float().div_(255.0)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalize a 0..1 batch, in the memory format the model prefers."""
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.to_unit(x))
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+
+class BatchAugment:
+    """Random flip, rotation, shift, zoom, brightness/contrast and erasing for a 0..1 batch."""
+
+    def __init__(self, cfg: AugmentConfig):
+        self.cfg = cfg
+
+    def geometry(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """One affine resampling for flip, rotation, shift and zoom (zeros outside, like padded crops)."""
+        c, n = self.cfg, x.shape[0]
+        flip = (torch.rand(n, generator=gen) < 0.5) if c.hflip else torch.zeros(n, dtype=torch.bool)
+        if not (c.rotation or c.translate or c.scale):
+            return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x) if c.hflip else x
+        angle = _uniform(n, -c.rotation, c.rotation, gen) * (math.pi / 180)
+        zoom = _uniform(n, 1 - c.scale, 1 + c.scale, gen)
+        shift = _uniform(2 * n, -2 * c.translate, 2 * c.translate, gen).view(n, 2)
+        fx = 1.0 - 2.0 * flip.float()
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack([torch.stack([cos * fx, -sin, shift[:, 0]], 1),
+                             torch.stack([sin * fx, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    def photometric(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Per-image brightness and contrast jitter."""
+        c, n = self.cfg, x.shape[0]
+        if c.contrast:
+            factor = _uniform(n, 1 - c.contrast, 1 + c.contrast, gen).to(x.device).view(-1, 1, 1, 1)
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * factor + mean
+        if c.brightness:
+            x = x * _uniform(n, 1 - c.brightness, 1 + c.brightness, gen).to(x.device).view(-1, 1, 1, 1)
+        return x.clamp_(0.0, 1.0) if (c.contrast or c.brightness) else x
+
+    def erase(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Random erasing (torchvision's defaults: 2-33% of the area, aspect 0.3-3.3), value 0 after normalization."""
+        p, (n, _, h, w) = self.cfg.erasing, x.shape
+        if not p:
+            return x
+        apply = torch.rand(n, generator=gen) < p
+        area = _uniform(n, 0.02, 0.33, gen) * h * w
+        ratio = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), gen))
+        eh = torch.sqrt(area * ratio).clamp(1, h).floor()
+        ew = torch.sqrt(area / ratio).clamp(1, w).floor()
+        y0 = (torch.rand(n, generator=gen) * (h - eh + 1)).floor()
+        x0 = (torch.rand(n, generator=gen) * (w - ew + 1)).floor()
+        ys = torch.arange(h).view(1, h, 1)
+        xs = torch.arange(w).view(1, 1, w)
+        box = ((ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1))
+               & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + ew).view(-1, 1, 1)) & apply.view(-1, 1, 1))
+        return x.masked_fill(box.unsqueeze(1).to(x.device), 0.0)
+
+    def __call__(self, x: torch.Tensor, norm: Normalizer, gen: torch.Generator) -> torch.Tensor:
+        """uint8 batch -> augmented, normalized float batch."""
+        x = self.photometric(self.geometry(norm.to_unit(x), gen), gen)
+        return self.erase(norm.normalize(x), gen)

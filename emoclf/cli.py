@@ -1,0 +1,118 @@
+"""Command line: parse, load the config, dispatch. Exit codes: 0 ok, 2 bad usage or input, 1 failure."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Callable, Dict, List, Optional
+
+from . import __version__
+
+log = logging.getLogger("emoclf")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", "-c", help="YAML experiment file, e.g. configs/cnn.yaml")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (repeatable), e.g. --set train.epochs=3")
+
+
+def cmd_train(args) -> int:
+    from .config import load_config
+    from .train import train
+
+    cfg = load_config(args.config, args.overrides)
+    run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
+    print(f"Run folder: {run_dir}  (report: {run_dir / 'report.md'})")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .runs import evaluate_run
+
+    m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device)
+    print(f"accuracy {m['accuracy']:.4f}  top-2 {m['top2_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
+          f"weighted F1 {m['f1_weighted']:.4f}  loss {m['loss']:.4f}  on {m['num_images']} images")
+    print(f"Written to {m['out_dir']}")
+    return 0
+
+
+def cmd_demo_data(args) -> int:
+    from .synthetic import SPANISH, make_dataset
+
+    root = make_dataset(args.dest, classes=args.classes.split(","), train_per_class=args.per_class,
+                        val_per_class=max(2, args.per_class // 4), size=args.size, seed=args.seed,
+                        names=SPANISH if args.spanish else None)
+    print(f"Synthetic dataset written to {root}")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from .models import available_models, registered_models
+
+    names = available_models() if args.all else registered_models()
+    print("\n".join(names))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    parser = argparse.ArgumentParser(prog="emoclf", description="Train, evaluate, compare and run facial-emotion "
+                                     "classifiers from a YAML config.")
+    parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train one model into outputs/<name>/")
+    _add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a finished run on its validation data or any labelled folder")
+    p.add_argument("run", help="run folder (outputs/NAME) or checkpoint file")
+    p.add_argument("--data", help="labelled dataset folder (default: the run's own data)")
+    p.add_argument("--split", help="split to score: validation, test or train (default: validation, else test)")
+    p.add_argument("--tta", action="store_true", help="average predictions over horizontal flips")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
+    p.add_argument("dest", help="folder to write")
+    p.add_argument("--classes", default="angry,happy,neutral,sad,surprise", help="comma-separated classes")
+    p.add_argument("--per-class", type=int, default=60, help="training images per class")
+    p.add_argument("--size", type=int, default=64, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--spanish", action="store_true", help="use the course dataset's Spanish folder names")
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("models", help="list model names")
+    p.add_argument("--all", action="store_true", help="also every torchvision classifier")
+    p.set_defaults(func=cmd_models)
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``emoclf`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    _setup_logging(args.quiet)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        print(f"emoclf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"emoclf {args.command}: interrupted. A training run continues with --resume.", file=sys.stderr)
+        return 130
+    except (RuntimeError, OSError) as exc:
+        print(f"emoclf {args.command}: failed: {exc}", file=sys.stderr)
+        return 1

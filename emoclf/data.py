@@ -1,0 +1,259 @@
+"""Dataset discovery, label mapping, splits and batch iteration over the decoded-image cache."""
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import labels as lbl
+from .cache import default_cache_dir, load_images
+from .config import DataConfig
+from .imaging import is_image_name
+
+log = logging.getLogger(__name__)
+
+SPLIT_NAMES = {
+    "train": ("train", "training"),
+    "validation": ("validation", "val", "valid", "publictest"),
+    "test": ("test", "testing", "privatetest"),
+}
+MARKER = "emoclf-dataset.json"  # written by `emoclf download`: where the dataset root is
+
+
+@dataclass
+class Split:
+    """Files and labels of one split, with their decoded images once loaded."""
+
+    paths: List[Path]
+    labels: np.ndarray  # int64 indices into the class list
+    images: Optional[np.ndarray] = None  # N x C x S x S uint8
+    skipped: List[List[str]] = field(default_factory=list)  # [path, reason] of unreadable files
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+def _is_hidden(p: Path) -> bool:
+    return p.name.startswith(".") or p.name.startswith("__")
+
+
+def _subdirs(folder: Path) -> List[Path]:
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not _is_hidden(d))
+
+
+def find_splits(root: Path) -> Dict[str, Path]:
+    """Map split name (train, validation, test) to its folder under ``root``."""
+    found: Dict[str, Path] = {}
+    for d in _subdirs(root):
+        for split, names in SPLIT_NAMES.items():
+            if d.name.lower() in names and split not in found:
+                found[split] = d
+    return found
+
+
+def resolve_root(root: Path) -> Path:
+    """The folder that holds the splits: follows a download marker or a single wrapping folder."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"data.root '{root}' does not exist. Run `emoclf download` first or pass "
+                                f"--set data.root=PATH to a folder with train/ and validation/ class folders.")
+    if not root.is_dir():
+        raise ValueError(f"data.root '{root}' is a file; it must be a folder with class folders.")
+    for _ in range(4):
+        marker = root / MARKER
+        if marker.is_file() and not find_splits(root):
+            target = json.loads(marker.read_text(encoding="utf-8")).get("root", "")
+            root = (root / target).resolve() if target else root
+            continue
+        subs = _subdirs(root)
+        if find_splits(root) or len(subs) != 1 or not _subdirs(subs[0]):
+            return root
+        root = subs[0]
+    return root
+
+
+def scan_folder(folder: Path) -> Tuple[Dict[str, List[Path]], int]:
+    """Image files per canonical class under ``folder``/<class>/, and the count of non-image files."""
+    per_class: Dict[str, List[Path]] = {}
+    non_images = 0
+    for class_dir in _subdirs(folder):
+        name = lbl.canonical(class_dir.name)
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not _is_hidden(p))
+        images = [p for p in files if is_image_name(p)]
+        non_images += len(files) - len(images)
+        if not images:
+            raise ValueError(f"Class folder '{class_dir}' has no images. Add images, remove the folder, "
+                             f"or leave the class out with --set data.drop_classes=[{name}].")
+        if name in per_class:
+            log.warning("Folders mapping to '%s' are merged (%s)", name, class_dir)
+        per_class.setdefault(name, []).extend(images)
+    return per_class, non_images
+
+
+def _flatten(per_class: Dict[str, List[Path]], classes: Sequence[str]) -> Split:
+    index = {c: i for i, c in enumerate(classes)}
+    paths, ys = [], []
+    for name in classes:
+        for p in per_class.get(name, []):
+            paths.append(p)
+            ys.append(index[name])
+    return Split(paths, np.asarray(ys, dtype=np.int64))
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) holding out ``fraction`` of each class, seeded."""
+    rng = np.random.default_rng(seed)
+    train_idx, val_idx = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = int(round(len(idx) * fraction))
+        k = min(max(k, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        val_idx.extend(idx[:k])
+        train_idx.extend(idx[k:])
+    return np.sort(np.asarray(train_idx, dtype=np.int64)), np.sort(np.asarray(val_idx, dtype=np.int64))
+
+
+def _subset(split: Split, idx: np.ndarray) -> Split:
+    return Split([split.paths[i] for i in idx], split.labels[idx])
+
+
+def _drop(per_class: Dict[str, List[Path]], drop: Sequence[str]) -> Dict[str, List[Path]]:
+    gone = {lbl.canonical(d) for d in drop}
+    return {k: v for k, v in per_class.items() if k not in gone}
+
+
+@dataclass
+class Dataset:
+    """A discovered dataset: class list and splits (train, validation, maybe test)."""
+
+    root: Path
+    class_names: List[str]
+    splits: Dict[str, Split]
+    non_images: int = 0
+    val_from_train: bool = False
+
+
+def discover(cfg: DataConfig, seed: int) -> Dataset:
+    """Find splits and classes under ``cfg.root``; split train when there is no validation folder."""
+    root = resolve_root(Path(cfg.root))
+    split_dirs = find_splits(root)
+    if "train" not in split_dirs:
+        split_dirs = {"train": root}  # class folders directly under root
+    scanned, non_images = {}, 0
+    for name, folder in split_dirs.items():
+        per_class, n = scan_folder(folder)
+        scanned[name], non_images = _drop(per_class, cfg.drop_classes), non_images + n
+    train_classes = lbl.ordered(scanned["train"])
+    if len(train_classes) < 2:
+        raise ValueError(f"Need at least 2 classes with images under {split_dirs['train']}; found {train_classes}. "
+                         f"Point data.root at a folder with train/<class>/ image folders.")
+    for name, per_class in scanned.items():
+        extra = sorted(set(per_class) - set(train_classes))
+        if extra:
+            raise ValueError(f"The {name} split has classes that train lacks: {', '.join(extra)}. Add training "
+                             f"images for them or leave them out with --set data.drop_classes=[{','.join(extra)}].")
+    splits = {name: _flatten(per_class, train_classes) for name, per_class in scanned.items()}
+    ds = Dataset(root, train_classes, splits, non_images)
+    if "validation" not in splits:
+        tr, va = stratified_split(splits["train"].labels, cfg.val_fraction, seed)
+        splits["validation"], splits["train"] = _subset(splits["train"], va), _subset(splits["train"], tr)
+        ds.val_from_train = True
+    if non_images:
+        log.warning("Skipped %d non-image files under %s", non_images, root)
+    return ds
+
+
+def load_split(split: Split, cfg: DataConfig, root: Path, desc: str) -> Split:
+    """Decode a split's images (through the cache) and drop the unreadable ones, with one warning."""
+    cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(root)
+    images, failed = load_images(split.paths, cfg.image_size, cfg.grayscale, cfg.aspect, cache_dir, desc)
+    if failed:
+        bad = {f[0] for f in failed}
+        keep = np.asarray([str(p) not in bad for p in split.paths])
+        log.warning("Skipped %d unreadable image(s) in %s, e.g. %s (%s)", len(failed), desc, failed[0][0], failed[0][1])
+        idx = np.flatnonzero(keep)
+        return Split([split.paths[i] for i in idx], split.labels[idx], images[idx], failed)
+    return Split(split.paths, split.labels, images, [])
+
+
+def class_counts(split: Split, num_classes: int) -> np.ndarray:
+    """Images per class index."""
+    return np.bincount(split.labels, minlength=num_classes)
+
+
+def epoch_order(labels: np.ndarray, epoch: int, seed: int, balanced: bool) -> np.ndarray:
+    """Sample order of one training epoch; the same for the same seed and epoch (resume-safe)."""
+    rng = np.random.default_rng([seed, epoch])
+    n = len(labels)
+    if not balanced:
+        return rng.permutation(n)
+    counts = np.bincount(labels)
+    weights = 1.0 / counts[labels]
+    return rng.choice(n, size=n, replace=True, p=weights / weights.sum())
+
+
+def batches(order: np.ndarray, batch_size: int, drop_tiny: bool = True) -> List[np.ndarray]:
+    """Split an order into batches; a last batch of one image is dropped (BatchNorm cannot train on it)."""
+    out = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if drop_tiny and len(out) > 1 and len(out[-1]) < 2:
+        out.pop()
+    return out
+
+
+def describe(ds: Dataset) -> str:
+    """One line per split with per-class counts."""
+    lines = []
+    for name, split in ds.splits.items():
+        counts = Counter(split.labels.tolist())
+        parts = ", ".join(f"{c}={counts.get(i, 0)}" for i, c in enumerate(ds.class_names))
+        lines.append(f"{name}: {len(split)} images ({parts})")
+    return "\n".join(lines)
+
+
+def _pick_split(root: Path, split: Optional[str]) -> Tuple[str, Path]:
+    dirs = find_splits(root)
+    if split:
+        wanted = next((k for k, names in SPLIT_NAMES.items() if split.lower() in names), split.lower())
+        if wanted not in dirs:
+            raise ValueError(f"No '{split}' split under {root}; found: {', '.join(dirs) or 'none (class folders only)'}.")
+        return wanted, dirs[wanted]
+    for name in ("validation", "test"):
+        if name in dirs:
+            return name, dirs[name]
+    if not dirs:
+        return "all", root
+    log.warning("Only a train split under %s: scoring the model on it", root)
+    return "train", dirs["train"]
+
+
+def labelled_split(root: Path, split: Optional[str], class_names: Sequence[str], cfg: DataConfig, seed: int,
+                   own_data: bool) -> Tuple[Split, Dict]:
+    """A split of any labelled folder mapped onto ``class_names``; other classes are counted and left out."""
+    if own_data:
+        ds = discover(cfg, seed)
+        name = split or "validation"
+        if name not in ds.splits:
+            raise ValueError(f"The run's data has no '{name}' split; choose one of {', '.join(ds.splits)}.")
+        per_class = {c: [p for p, y in zip(ds.splits[name].paths, ds.splits[name].labels) if y == i]
+                     for i, c in enumerate(ds.class_names)}
+        root, folder = ds.root, ds.root
+    else:
+        root = resolve_root(Path(root))
+        name, folder = _pick_split(root, split)
+        per_class, _ = scan_folder(folder)
+    excluded = {c: len(v) for c, v in per_class.items() if c not in class_names}
+    notes = []
+    if excluded:
+        detail = ", ".join(f"{c} ({n})" for c, n in sorted(excluded.items()))
+        log.warning("Left out %d images of classes the model does not know: %s", sum(excluded.values()), detail)
+        notes.append(f"Left out {sum(excluded.values())} images of classes the model does not know: {detail}.")
+    missing = [c for c in class_names if c not in per_class]
+    if missing:
+        notes.append(f"No images of the model's classes {', '.join(missing)} in this data.")
+    kept = {c: v for c, v in per_class.items() if c in class_names}
+    return _flatten(kept, list(class_names)), {"root": root, "split": name, "excluded": excluded, "notes": notes}

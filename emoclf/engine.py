@@ -1,0 +1,154 @@
+"""Device choice and the per-batch work shared by training, evaluation and prediction."""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterable, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import BatchAugment, Normalizer
+
+
+def select_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an explicit device must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        mps = getattr(torch.backends, "mps", None)
+        return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available here; use train.device=auto or cpu.")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"train.device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("train.device='mps' but Apple MPS is not available here; use train.device=auto or cpu.")
+    return device
+
+
+def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
+    """Autocast dtype for ``train.amp`` on this device (None: full precision)."""
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "fp16":
+        return torch.float16
+    if mode == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def use_channels_last(mode: str, device: torch.device, model_name: str) -> bool:
+    """channels_last speeds up convolutions on CUDA; on CPU it is slower for small inputs."""
+    if mode != "auto":
+        return mode == "on"
+    return device.type == "cuda"
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` CPU threads (0: every core this process may use)."""
+    if n <= 0:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(max(1, n))
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """Mixed-precision context (a no-op without a dtype)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+@dataclass
+class EpochResult:
+    """Mean loss and the labels/predictions seen in one pass."""
+
+    loss: float
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    seconds: float
+
+
+def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_batches: Iterable[np.ndarray],
+                optimizer: torch.optim.Optimizer, loss_fn: nn.Module, norm: Normalizer, augment: BatchAugment,
+                gen: torch.Generator, scaler, dtype: Optional[torch.dtype], progress: Callable = None) -> EpochResult:
+    """One pass of optimisation over ``order_batches`` (index arrays into ``images``)."""
+    model.train()
+    start, total_loss, count = time.perf_counter(), 0.0, 0
+    trues: List[np.ndarray] = []
+    preds: List[torch.Tensor] = []
+    device = norm.device
+    for idx in order_batches:
+        idx = np.sort(idx) if isinstance(images, np.memmap) else idx
+        x = augment(torch.from_numpy(images[idx]), norm, gen)
+        y = torch.from_numpy(labels[idx]).to(device, non_blocking=True)
+        with autocast(device, dtype):
+            logits = model(x)
+            loss = loss_fn(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        n = len(idx)
+        total_loss += loss.detach() * n if device.type != "cpu" else loss.item() * n
+        count += n
+        preds.append(logits.detach().argmax(1))
+        trues.append(labels[idx])
+        if progress is not None:
+            progress(n, loss, logits, y)
+    y_pred = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+    y_true = np.concatenate(trues) if trues else np.zeros(0, dtype=np.int64)
+    return EpochResult(float(total_loss) / max(count, 1), y_true, y_pred, time.perf_counter() - start)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, images: np.ndarray, norm: Normalizer, batch_size: int,
+                   dtype: Optional[torch.dtype] = None, tta: bool = False, desc: Optional[str] = None) -> torch.Tensor:
+    """Float32 CPU logits for every image (averaged over the flip when ``tta``; then log-probabilities)."""
+    from tqdm import tqdm
+
+    model.eval()
+    out: List[torch.Tensor] = []
+    starts = range(0, len(images), batch_size)
+    for i in tqdm(starts, desc=desc, leave=False, disable=None if desc else True, unit="batch"):
+        x = norm(torch.from_numpy(np.asarray(images[i:i + batch_size])))
+        with autocast(norm.device, dtype):
+            logits = model(x).float()
+            if tta:
+                probs = (F.softmax(logits, 1) + F.softmax(model(x.flip(-1)).float(), 1)) / 2
+                logits = probs.clamp_min(1e-12).log()
+        out.append(logits.cpu())
+    if not out:
+        return torch.zeros(0, 0)
+    return torch.cat(out)
+
+
+def make_scaler(device: torch.device, dtype: Optional[torch.dtype]):
+    """Gradient scaler: active only for fp16 on CUDA."""
+    enabled = device.type == "cuda" and dtype == torch.float16
+    return torch.amp.GradScaler("cuda", enabled=enabled) if enabled else torch.amp.GradScaler("cpu", enabled=False)
+
+
+def timed_inference(model: nn.Module, sample: np.ndarray, norm: Normalizer, dtype, repeats: int = 20) -> float:
+    """Milliseconds per single-image forward pass after warm-up."""
+    model.eval()
+    x = norm(torch.from_numpy(np.asarray(sample[:1])))
+    with torch.inference_mode(), autocast(norm.device, dtype):
+        for _ in range(3):
+            model(x)
+        if norm.device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            model(x)
+        if norm.device.type == "cuda":
+            torch.cuda.synchronize()
+    return (time.perf_counter() - start) * 1000 / repeats

@@ -1,0 +1,102 @@
+"""Predictions -> metrics, and the metric files of a run folder."""
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io import atomic_path, atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> Dict[str, float]:
+    """Accuracy, macro and weighted F1 (scikit-learn's definitions)."""
+    from sklearn.metrics import f1_score
+
+    labels = list(range(num_classes))
+    if len(y_true) == 0:
+        return {"accuracy": 0.0, "f1_macro": 0.0, "f1_weighted": 0.0}
+    return {
+        "accuracy": float(np.mean(y_true == y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        "f1_weighted": float(f1_score(y_true, y_pred, labels=labels, average="weighted", zero_division=0)),
+    }
+
+
+def compute_metrics(y_true: np.ndarray, logits: torch.Tensor, class_names: Sequence[str]) -> Dict:
+    """Headline metrics of log-probabilities/logits against true labels."""
+    k = len(class_names)
+    y = torch.as_tensor(y_true, dtype=torch.long)
+    y_pred = logits.argmax(1).numpy()
+    out = f1_scores(y_true, y_pred, k)
+    top2 = logits.topk(min(2, k), dim=1).indices.eq(y.view(-1, 1)).any(1)
+    out["top2_accuracy"] = float(top2.float().mean()) if len(y) else 0.0
+    out["loss"] = float(F.cross_entropy(logits, y)) if len(y) else 0.0
+    out["num_images"] = int(len(y))
+    return out
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts: rows are true classes, columns predicted."""
+    cm = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(cm, (y_true, y_pred), 1)
+    return cm
+
+
+def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> str:
+    """scikit-learn's text report over every class of the model."""
+    from sklearn.metrics import classification_report as sk_report
+
+    return sk_report(y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names),
+                     digits=4, zero_division=0)
+
+
+def write_confusion_csv(path: Path, cm: np.ndarray, class_names: Sequence[str]) -> None:
+    """Confusion counts as CSV with a header row of predicted classes."""
+    lines = ["true\\pred," + ",".join(class_names)]
+    lines += [f"{name}," + ",".join(str(int(v)) for v in row) for name, row in zip(class_names, cm)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_confusion_csv(path: Path):
+    """(class names, counts) from :func:`write_confusion_csv`."""
+    rows = list(csv.reader(Path(path).read_text(encoding="utf-8").splitlines()))
+    names = rows[0][1:]
+    return names, np.asarray([[int(v) for v in r[1:]] for r in rows[1:]], dtype=np.int64)
+
+
+def write_predictions(path: Path, paths: Sequence, y_true: np.ndarray, logits: torch.Tensor,
+                      class_names: Sequence[str]) -> None:
+    """One row per image: path, true, predicted, correct, and every class probability."""
+    probs = F.softmax(logits, 1).numpy()
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "true", "predicted", "correct"] + [f"p_{c}" for c in class_names])
+        for p, t, row in zip(paths, y_true, probs):
+            pred = int(row.argmax())
+            writer.writerow([str(p), class_names[t], class_names[pred], int(pred == t)] + [f"{v:.5f}" for v in row])
+
+
+def write_eval_files(out_dir: Path, paths: Sequence, y_true: np.ndarray, logits: torch.Tensor,
+                     class_names: List[str], extra: Dict) -> Dict:
+    """predictions.csv, confusion_matrix.csv, classification_report.txt and metrics.json; returns the metrics."""
+    out_dir = Path(out_dir)
+    metrics = compute_metrics(y_true, logits, class_names)
+    y_pred = logits.argmax(1).numpy()
+    write_predictions(out_dir / "predictions.csv", paths, y_true, logits, class_names)
+    cm = confusion(y_true, y_pred, len(class_names))
+    write_confusion_csv(out_dir / "confusion_matrix.csv", cm, class_names)
+    atomic_write_text(out_dir / "classification_report.txt", classification_report(y_true, y_pred, class_names))
+    per_class = {}
+    for i, name in enumerate(class_names):
+        support = int(cm[i].sum())
+        per_class[name] = {"support": support, "recall": float(cm[i, i] / support) if support else 0.0}
+    metrics = {**metrics, **extra, "class_names": list(class_names), "per_class": per_class}
+    atomic_write_json(out_dir / "metrics.json", metrics)
+    return metrics

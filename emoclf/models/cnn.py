@@ -1,0 +1,54 @@
+"""A compact CNN trained from scratch: VGG-style conv blocks, BatchNorm, GAP and a dropout head."""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from . import register_model
+
+
+def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+    layers = [
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+    ]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class EmotionCNN(nn.Module):
+    """``depth`` blocks of two 3x3 convs (width doubling per block, capped at 512), then GAP and a linear head."""
+
+    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3):
+        super().__init__()
+        blocks, cin = [], in_channels
+        for i in range(depth):
+            cout = min(width * 2 ** i, 512)
+            blocks.append(_block(cin, cout, pool=i < depth - 1))
+            cin = cout
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(cin, num_classes))
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+@register_model("cnn")
+def build_cnn(num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3,
+              **_ignored) -> nn.Module:
+    """The from-scratch CNN."""
+    return EmotionCNN(num_classes, in_channels, width=width, depth=depth, dropout=dropout)

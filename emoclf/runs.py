@@ -1,0 +1,208 @@
+"""Run folders: preparing one, finishing one with every artifact, and scoring a finished one on any data."""
+from __future__ import annotations
+
+import logging
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import __version__
+from . import checkpoint as ck
+from .augment import Normalizer
+from .config import Config, read_yaml, to_dict
+from .data import Split, labelled_split, load_split
+from .engine import predict_logits, select_device, timed_inference, use_channels_last
+from .evaluate import write_eval_files
+from .models import count_parameters
+from .plots import plot_run
+from .report import write_run_report
+
+log = logging.getLogger(__name__)
+# Keys that may change between an interrupted run and its --resume.
+RESUMABLE_CHANGES = {"train.epochs", "train.time_limit", "train.device", "train.num_threads",
+                     "train.eval_batch_size", "train.early_stopping", "train.compile", "train.tta"}
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished once its metrics, report and best checkpoint exist."""
+    run_dir = Path(run_dir)
+    return all((run_dir / f).is_file() for f in ("metrics.json", "report.md", "best.pt"))
+
+
+def _flat(d: Dict, prefix: str = "") -> Dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def _check_compatible(run_dir: Path, cfg: Config) -> None:
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        return
+    old, new = _flat(read_yaml(saved)), _flat(to_dict(cfg))
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+    if diff:
+        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
+        raise ValueError(f"Cannot resume {run_dir}: the config differs from the interrupted run ({detail}). "
+                         f"Resume with the same config, or start a new run with --set output.name=NEW.")
+
+
+def prepare_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path]:
+    """Create the run folder safely; return last.pt when resuming. Finished runs are never replaced silently."""
+    run_dir = cfg.run_dir
+    if overwrite and run_dir.exists():
+        if not ((run_dir / "config.yaml").is_file() or (run_dir / "last.pt").is_file()):
+            raise ValueError(f"{run_dir} exists but is not an emoclf run folder; refusing to delete it. "
+                             f"Choose another output.dir or output.name.")
+        shutil.rmtree(run_dir)
+    if is_finished(run_dir):
+        raise ValueError(f"{run_dir} already holds a finished run. Use another name (--set output.name=NEW), "
+                         f"or pass --overwrite to replace it.")
+    last = run_dir / "last.pt"
+    if last.is_file():
+        if not resume:
+            raise ValueError(f"{run_dir} holds an unfinished run. Continue it with --resume, or replace it "
+                             f"with --overwrite.")
+        _check_compatible(run_dir, cfg)
+        return last
+    if resume:
+        log.warning("Nothing to resume in %s (no last.pt); starting from the first epoch.", run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def versions() -> Dict[str, str]:
+    """Versions that shape the numbers."""
+    import torchvision
+
+    return {"emoclf": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def device_name(device: torch.device) -> str:
+    """Human name of a device."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass
+class Scored:
+    """Where to write a scoring and what to say about it."""
+
+    out_dir: Path
+    title: str
+    extra: Dict
+    notes: List[str]
+
+
+def score(model: nn.Module, norm: Normalizer, split: Split, class_names: List[str], batch_size: int,
+          tta: bool, dtype, target: Scored) -> Dict:
+    """Predict a split, time it, write metrics files, plots and report.md; return the metrics."""
+    start = time.perf_counter()
+    logits = predict_logits(model, split.images, norm, batch_size, dtype, tta=tta, desc="scoring")
+    elapsed = time.perf_counter() - start
+    extra = {**target.extra, "tta": bool(tta),
+             "inference_ms_per_image": 1000 * elapsed / max(len(split), 1),
+             "latency_ms_batch1": timed_inference(model, split.images, norm, dtype) if len(split) else 0.0,
+             "device": device_name(norm.device), "versions": versions()}
+    metrics = write_eval_files(target.out_dir, split.paths, split.labels, logits, class_names, extra)
+    plot_run(target.out_dir, target.title)
+    write_run_report(target.out_dir, target.title, target.notes)
+    return metrics
+
+
+def finalize_run(trainer) -> Path:
+    """Score the best checkpoint on validation and write every artifact of the run folder."""
+    run_dir, cfg, s = trainer.run_dir, trainer.cfg, trainer.state
+    best = ck.read(run_dir / "best.pt")
+    trainer.raw_model.load_state_dict(best["model_state"])
+    notes = []
+    if trainer.dataset.val_from_train:
+        notes.append(f"No validation folder: {len(trainer.val)} images ({cfg.data.val_fraction:.0%} of train per "
+                     f"class, seed {cfg.seed}) were held out for validation.")
+    skipped = len(trainer.train.skipped) + len(trainer.val.skipped)
+    if skipped:
+        notes.append(f"{skipped} unreadable image(s) were skipped; see skipped_files.txt.")
+        lines = [f"{p}\t{why}" for p, why in trainer.train.skipped + trainer.val.skipped]
+        (run_dir / "skipped_files.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if s.stopped in ("time_limit", "early_stopping"):
+        notes.append(f"Training stopped by {s.stopped.replace('_', ' ')} after {s.epoch} epochs.")
+    extra = {"num_params": count_parameters(trainer.raw_model),
+             "trainable_params": count_parameters(trainer.raw_model, trainable_only=True),
+             "model_size_mb": round((run_dir / "best.pt").stat().st_size / 1e6, 3),
+             "train_seconds": round(s.train_seconds, 2), "best_epoch": s.best_epoch, "epochs_trained": s.epoch,
+             "stopped": s.stopped or "completed", "model": cfg.model.name, "split": "validation",
+             "data_root": str(trainer.dataset.root), "num_train_images": len(trainer.train),
+             "skipped_images": skipped}
+    title = f"{cfg.run_name} ({cfg.model.name})"
+    score(trainer.model, trainer.norm, trainer.val, trainer.class_names, cfg.train.eval_batch_size,
+          cfg.train.tta, trainer.dtype, Scored(run_dir, title, extra, notes))
+    log.info("Finished %s: report at %s", run_dir, run_dir / "report.md")
+    return run_dir
+
+
+@dataclass
+class LoadedRun:
+    """A finished run's model, ready for inference."""
+
+    model: nn.Module
+    cfg: Config
+    class_names: List[str]
+    preprocessing: Dict
+    run_dir: Optional[Path]
+    checkpoint: Path
+
+
+def load_run(path: Path, device: str = "auto") -> LoadedRun:
+    """Model of a run folder (its best.pt) or of a checkpoint file, on ``device``."""
+    path = Path(path)
+    if path.is_dir():
+        ckpt_path = path / "best.pt"
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"{path} has no best.pt: it is not a finished emoclf run. Train it first "
+                                    f"(emoclf train) or pass another run folder.")
+    elif path.is_file():
+        ckpt_path = path
+    else:
+        raise FileNotFoundError(f"Run not found: {path}. Pass a run folder such as outputs/cnn or a .pt checkpoint.")
+    c = ck.read(ckpt_path)
+    model, cfg = ck.model_from_checkpoint(c, str(ckpt_path))
+    dev = select_device(device)
+    channels_last = use_channels_last("auto", dev, cfg.model.name)
+    model = ck.to_device(model, dev, channels_last)
+    return LoadedRun(model, cfg, list(c["class_names"]), c["preprocessing"],
+                     ckpt_path.parent if path.is_file() else path, ckpt_path)
+
+
+def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = None, tta: bool = False,
+                 device: str = "auto") -> Dict:
+    """Score a finished run on its own validation data or on any labelled folder; writes RUN/eval/<name>/."""
+    lr = load_run(run, device)
+    cfg = lr.cfg
+    root = Path(data) if data else Path(cfg.data.root)
+    ev, info = labelled_split(root, split, lr.class_names, cfg.data, cfg.seed, own_data=data is None)
+    ev = load_split(ev, cfg.data, info["root"], info["split"])
+    if len(ev) == 0:
+        raise ValueError(f"No readable images of the model's classes ({', '.join(lr.class_names)}) in {root}.")
+    norm = Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], next(lr.model.parameters()).device,
+                      use_channels_last("auto", next(lr.model.parameters()).device, cfg.model.name))
+    name = f"{Path(info['root']).name}-{info['split']}" + ("-tta" if tta else "")
+    out_dir = lr.run_dir / "eval" / name
+    notes = [f"Run {lr.run_dir} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
+    extra = {"model": cfg.model.name, "checkpoint": str(lr.checkpoint), "data_root": str(info["root"]),
+             "split": info["split"], "excluded_images": info["excluded"], "skipped_images": len(ev.skipped)}
+    if ev.skipped:
+        notes.append(f"{len(ev.skipped)} unreadable image(s) were skipped.")
+    metrics = score(lr.model, norm, ev, lr.class_names, cfg.train.eval_batch_size, tta, None,
+                    Scored(out_dir, f"{cfg.run_name} on {name}", extra, notes))
+    metrics["out_dir"] = str(out_dir)
+    return metrics

@@ -1,0 +1,255 @@
+"""One training loop for every model: history, checkpoints, resume, early stopping, time limit."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from . import checkpoint as ck
+from .augment import BatchAugment, Normalizer, norm_stats
+from .config import Config, save_config
+from .data import Split, batches, class_counts, discover, epoch_order, load_split
+from .engine import (amp_dtype, make_scaler, predict_logits, select_device, set_threads, train_epoch,
+                     use_channels_last)
+from .evaluate import compute_metrics, f1_scores
+from .io import atomic_write_text
+from .models.factory import create_model
+from .runs import finalize_run, is_finished, prepare_run_dir
+
+log = logging.getLogger(__name__)
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1", "val_top2",
+                   "lr", "seconds"]
+
+
+@dataclass
+class LoopState:
+    """Everything besides tensors that a resumed run needs to continue exactly."""
+
+    epoch: int = 0  # epochs completed
+    history: List[Dict] = field(default_factory=list)
+    best_f1: float = -1.0
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    train_seconds: float = 0.0
+    stopped: str = ""
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the trainable parameters (no weight decay on norms and biases)."""
+    t = cfg.train
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr)
+    return torch.optim.AdamW(groups, lr=t.lr)
+
+
+def scheduled_lr(cfg: Config, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch`` for warm-up plus cosine/step/none (plateau adapts separately)."""
+    t = cfg.train
+    if epoch < t.warmup_epochs:
+        return t.lr * (epoch + 1) / (t.warmup_epochs + 1)
+    if t.scheduler == "cosine":
+        span = max(1, t.epochs - t.warmup_epochs)
+        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - t.warmup_epochs) / span))
+    if t.scheduler == "step":
+        return t.lr * t.gamma ** ((epoch - t.warmup_epochs) // t.step_size)
+    return t.lr
+
+
+def make_loss(cfg: Config, train: Split, num_classes: int, device: torch.device) -> nn.Module:
+    """Cross-entropy with optional label smoothing and balanced class weights."""
+    weight = None
+    if cfg.train.class_weights == "balanced":
+        counts = class_counts(train, num_classes).astype(np.float64)
+        weight = torch.tensor(counts.sum() / (num_classes * np.maximum(counts, 1)), dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
+
+
+class Progress:
+    """tqdm bar over one epoch with live loss and accuracy (synchronising with the GPU only every few steps)."""
+
+    def __init__(self, total: int, desc: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None, dynamic_ncols=True)
+        self.steps, self.loss, self.correct, self.seen = 0, 0.0, 0, 0
+
+    def __call__(self, n: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.bar.update(n)
+        self.steps += 1
+        if self.bar.disable or self.steps % 10:
+            return
+        self.loss = float(loss)
+        self.correct += int((logits.argmax(1) == y).sum())
+        self.seen += n
+        self.bar.set_postfix(loss=f"{self.loss:.3f}", acc=f"{self.correct / max(self.seen, 1):.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _write_history(run_dir: Path, history: List[Dict]) -> None:
+    lines = [",".join(HISTORY_COLUMNS)]
+    lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
+              for row in history]
+    atomic_write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
+
+
+class Trainer:
+    """Holds the pieces of one run and advances it epoch by epoch."""
+
+    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False):
+        self.cfg = cfg
+        self.run_dir = cfg.run_dir
+        self.resume_from = prepare_run_dir(cfg, resume, overwrite)
+        set_threads(cfg.train.num_threads)
+        self.device = select_device(cfg.train.device)
+        self.dtype = amp_dtype(cfg.train.amp, self.device)
+        ds = discover(cfg.data, cfg.seed)
+        self.dataset = ds
+        self.class_names = ds.class_names
+        self.train = load_split(ds.splits["train"], cfg.data, ds.root, "train")
+        self.val = load_split(ds.splits["validation"], cfg.data, ds.root, "validation")
+        if len(self.train) < 2 or len(self.val) < 1:
+            raise ValueError(f"Too few readable images under {ds.root}: {len(self.train)} for training and "
+                             f"{len(self.val)} for validation. Add images or lower data.val_fraction.")
+        torch.manual_seed(cfg.seed)
+        self.raw_model = create_model(cfg, len(self.class_names))
+        self.channels_last = use_channels_last(cfg.train.channels_last, self.device, cfg.model.name)
+        self.raw_model = ck.to_device(self.raw_model, self.device, self.channels_last)
+        self.model = torch.compile(self.raw_model) if cfg.train.compile else self.raw_model
+        self.norm = Normalizer(*norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std), self.device,
+                               self.channels_last)
+        self.augment = BatchAugment(cfg.augment)
+        self.optimizer = make_optimizer(cfg, self.raw_model)
+        self.scaler = make_scaler(self.device, self.dtype)
+        self.loss_fn = make_loss(cfg, self.train, len(self.class_names), self.device)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, mode="max", factor=cfg.train.gamma, patience=cfg.train.plateau_patience)
+        self.state = LoopState()
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+
+    def _load(self, path: Path) -> None:
+        c = ck.read(path)
+        self.raw_model.load_state_dict(c["model_state"])
+        self.optimizer.load_state_dict(c["optimizer_state"])
+        self.scaler.load_state_dict(c["scaler_state"])
+        self.plateau.load_state_dict(c["plateau_state"])
+        self.state = LoopState(**c["loop_state"])
+        log.info("Resuming %s after epoch %d", self.run_dir, self.state.epoch)
+
+    def _checkpoint(self, metrics: Dict, full: bool) -> Dict:
+        extra = {}
+        if full:
+            extra = {"optimizer_state": self.optimizer.state_dict(), "scaler_state": self.scaler.state_dict(),
+                     "plateau_state": self.plateau.state_dict(), "loop_state": vars(self.state).copy()}
+        return ck.make_checkpoint(self.raw_model, self.cfg, self.class_names, self.state.epoch, metrics, extra)
+
+    def _set_lr(self, epoch: int) -> float:
+        if self.cfg.train.scheduler == "plateau" and epoch >= self.cfg.train.warmup_epochs:
+            return self.optimizer.param_groups[0]["lr"]
+        lr = scheduled_lr(self.cfg, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def validate(self) -> Dict:
+        """Metrics of the current weights on the validation split."""
+        logits = predict_logits(self.model, self.val.images, self.norm, self.cfg.train.eval_batch_size, self.dtype)
+        return compute_metrics(self.val.labels, logits, self.class_names)
+
+    def run_epoch(self, deadline: Optional[float]) -> Dict:
+        """Train one epoch (seeded by its number, so a resumed run repeats it exactly) and validate."""
+        cfg, e = self.cfg, self.state.epoch
+        lr = self._set_lr(e)
+        torch.manual_seed(cfg.seed * 100_003 + e)
+        gen = torch.Generator().manual_seed(cfg.seed * 7_919 + e)
+        order = epoch_order(self.train.labels, e, cfg.seed, cfg.train.sampler == "balanced")
+        steps = batches(order, cfg.train.batch_size)
+        if deadline is not None:
+            steps = _until(steps, deadline)
+        bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}")
+        try:
+            res = train_epoch(self.model, self.train.images, self.train.labels, steps, self.optimizer, self.loss_fn,
+                              self.norm, self.augment, gen, self.scaler, self.dtype, bar)
+        finally:
+            bar.close()
+        val = self.validate()
+        tr = f1_scores(res.y_true, res.y_pred, len(self.class_names))
+        return {"epoch": e + 1, "train_loss": res.loss, "train_acc": tr["accuracy"], "train_f1": tr["f1_macro"],
+                "val_loss": val["loss"], "val_acc": val["accuracy"], "val_f1": val["f1_macro"],
+                "val_top2": val["top2_accuracy"], "lr": lr, "seconds": res.seconds}
+
+    def end_epoch(self, row: Dict) -> bool:
+        """Record an epoch, save checkpoints; True when training should stop."""
+        s, t = self.state, self.cfg.train
+        s.epoch, s.train_seconds = row["epoch"], s.train_seconds + row["seconds"]
+        s.history.append(row)
+        improved = row["val_f1"] > s.best_f1
+        if improved:
+            s.best_f1, s.best_epoch, s.bad_epochs = row["val_f1"], row["epoch"], 0
+        else:
+            s.bad_epochs += 1
+        if t.scheduler == "plateau" and s.epoch >= t.warmup_epochs:
+            self.plateau.step(row["val_f1"])
+        if t.early_stopping and s.bad_epochs >= t.early_stopping:
+            s.stopped = "early_stopping"
+        elif t.time_limit and s.train_seconds >= t.time_limit * 60:
+            s.stopped = "time_limit"
+        elif s.epoch >= t.epochs:
+            s.stopped = "completed"
+        metrics = {k: row[k] for k in ("val_acc", "val_f1", "val_loss")}
+        if improved:
+            ck.save(self._checkpoint(metrics, full=False), self.run_dir / "best.pt")
+        ck.save(self._checkpoint(metrics, full=True), self.run_dir / "last.pt")
+        _write_history(self.run_dir, s.history)
+        log.info("epoch %d/%d  loss %.4f/%.4f  acc %.4f/%.4f  F1 %.4f/%.4f  lr %.2e  %.1fs%s", row["epoch"],
+                 t.epochs, row["train_loss"], row["val_loss"], row["train_acc"], row["val_acc"], row["train_f1"],
+                 row["val_f1"], row["lr"], row["seconds"], "  *best" if improved else "")
+        return bool(s.stopped)
+
+    def fit(self) -> Path:
+        """Train until done (epochs, early stopping or time limit), then write every artifact."""
+        t = self.cfg.train
+        while not self.state.stopped and self.state.epoch < t.epochs:
+            deadline = None
+            if t.time_limit:
+                deadline = time.perf_counter() + t.time_limit * 60 - self.state.train_seconds
+            if self.end_epoch(self.run_epoch(deadline)):
+                break
+        if self.state.stopped == "time_limit":
+            log.info("Stopped at the time limit of %.1f min after %d epochs", t.time_limit, self.state.epoch)
+        if self.state.stopped == "early_stopping":
+            log.info("Early stopping: no better validation macro F1 for %d epochs", t.early_stopping)
+        return finalize_run(self)
+
+
+def _until(steps, deadline: float):
+    for idx in steps:
+        if time.perf_counter() >= deadline:
+            return
+        yield idx
+
+
+def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
+    """Train ``cfg`` into its run folder and return the folder."""
+    if resume and not overwrite and is_finished(cfg.run_dir):
+        log.info("%s is already finished; nothing to resume.", cfg.run_dir)
+        return cfg.run_dir
+    trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
+    save_config(cfg, trainer.run_dir / "config.yaml")
+    return trainer.fit()
