@@ -181,6 +181,11 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -210,6 +215,9 @@ def _check_range(section: str, key: str, value: Any) -> None:
 
 
 def _validate(cfg: Config) -> None:
+    from .models import check_model_name
+
+    check_model_name(cfg.model.name)
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):

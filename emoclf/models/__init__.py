@@ -33,20 +33,28 @@ def available_models() -> List[str]:
     return sorted(set(_REGISTRY) | set(torchvision_names()))
 
 
-def build_model(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
-    """Build a registered model (or any torchvision classifier) with a ``num_classes`` head."""
-    from .tv import build_torchvision, torchvision_names
-
+def check_model_name(name: str) -> None:
+    """Raise a ValueError that suggests close names when ``name`` is not a known model."""
     if name in _REGISTRY:
-        return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, **options)
-    if name in torchvision_names():
-        return build_torchvision(name, num_classes=num_classes, in_channels=in_channels, **options)
+        return
     known = available_models()
+    if name in known:
+        return
     close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     raise ValueError(f"Unknown model '{name}'.{hint} Registered: {', '.join(registered_models())}; "
                      f"also any torchvision classifier ({len(known) - len(_REGISTRY)} more, e.g. resnet50, "
                      f"efficientnet_b0, convnext_tiny).")
+
+
+def build_model(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
+    """Build a registered model (or any torchvision classifier) with a ``num_classes`` head."""
+    from .tv import build_torchvision
+
+    check_model_name(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name](num_classes=num_classes, in_channels=in_channels, **options)
+    return build_torchvision(name, num_classes=num_classes, in_channels=in_channels, **options)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

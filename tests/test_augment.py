@@ -1,0 +1,49 @@
+"""Batch augmentation: shapes, determinism, flips, and nothing at evaluation."""
+from __future__ import annotations
+
+import torch
+
+from emoclf.augment import BatchAugment, Normalizer, norm_stats
+from emoclf.config import AugmentConfig
+
+
+def _batch():
+    x = torch.zeros(8, 1, 16, 16, dtype=torch.uint8)
+    x[:, :, :, :4] = 255  # bright stripe on the left
+    return x
+
+
+def test_normalizer_matches_manual_formula():
+    norm = Normalizer(*norm_stats(True, None, None), torch.device("cpu"))
+    out = norm(_batch())
+    assert torch.allclose(out[0, 0, 0, 0], torch.tensor((1 - 0.449) / 0.226))
+    assert torch.allclose(out[0, 0, 0, 10], torch.tensor((0 - 0.449) / 0.226))
+
+
+def test_flip_only_moves_the_stripe_for_some_images():
+    aug = BatchAugment(AugmentConfig(hflip=True, rotation=0, translate=0, scale=0, brightness=0, contrast=0, erasing=0))
+    norm = Normalizer([0.0], [1.0], torch.device("cpu"))
+    out = aug(_batch(), norm, torch.Generator().manual_seed(0))
+    left = out[:, 0, :, :4].mean((1, 2))
+    right = out[:, 0, :, -4:].mean((1, 2))
+    flipped = right > left
+    assert 0 < int(flipped.sum()) < 8
+    assert torch.all((left == 1) | (right == 1))
+
+
+def test_augmentation_is_seeded_and_keeps_shape():
+    aug = BatchAugment(AugmentConfig())
+    norm = Normalizer([0.5], [0.5], torch.device("cpu"))
+    a = aug(_batch(), norm, torch.Generator().manual_seed(1))
+    b = aug(_batch(), norm, torch.Generator().manual_seed(1))
+    c = aug(_batch(), norm, torch.Generator().manual_seed(2))
+    assert a.shape == (8, 1, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_erasing_blanks_a_rectangle_to_the_mean():
+    aug = BatchAugment(AugmentConfig(hflip=False, rotation=0, translate=0, scale=0, brightness=0, contrast=0, erasing=1))
+    norm = Normalizer([0.5], [0.5], torch.device("cpu"))
+    x = torch.full((4, 1, 16, 16), 255, dtype=torch.uint8)
+    out = aug(x, norm, torch.Generator().manual_seed(0))
+    zeros = (out == 0).sum((1, 2, 3))
+    assert torch.all(zeros >= 1) and torch.all(zeros < 16 * 16)

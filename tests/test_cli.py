@@ -1,0 +1,79 @@
+"""Command line: one clear line and exit code 2 for user mistakes; nothing on disk damaged."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from emoclf.cli import main
+from emoclf.models import build_model
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_and_evaluate_through_the_cli(small_faces, tmp_path, capsys):
+    code, out, _ = _run(capsys, "-q", "train", "-c", "configs/cnn.yaml", "--set", f"data.root={small_faces}",
+                        "--set", f"output.dir={tmp_path}", "--set", "train.epochs=1", "--set", "data.image_size=24")
+    assert code == 0 and "Run folder" in out
+    code, out, _ = _run(capsys, "-q", "evaluate", str(tmp_path / "cnn"))
+    assert code == 0 and "macro F1" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "-c", "configs/cnn.yaml", "--set", "data.root=/nonexistent/x"], "does not exist"),
+    (["train", "-c", "configs/cnn.yaml", "--set", "train.epoch=3"], "Did you mean 'epochs'"),
+    (["train", "-c", "configs/cnn.yaml", "--set", "train.batch_size=0"], "out of range"),
+    (["train", "-c", "configs/nope.yaml"], "Config file not found"),
+    (["evaluate", "outputs/no-such-run"], "Run not found"),
+])
+def test_user_mistakes_exit_2_with_one_line(small_faces, tmp_path, capsys, argv, message):
+    code, _, err = _run(capsys, *argv, *(["--set", f"output.dir={tmp_path}"] if argv[0] == "train" else []))
+    assert code == 2
+    assert message in err and "Traceback" not in err
+    assert err.strip().count("\n") == 0, err
+
+
+def test_unknown_model_name_exits_2(small_faces, tmp_path, capsys):
+    code, _, err = _run(capsys, "train", "-c", "configs/cnn.yaml", "--set", f"data.root={small_faces}",
+                        "--set", f"output.dir={tmp_path}", "--set", "model.name=resnet81")
+    assert code == 2 and "Did you mean resnet18" in err
+
+
+def test_damaged_and_foreign_checkpoints_are_refused(trained_run, tmp_path, capsys):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes((trained_run / "best.pt").read_bytes()[:1000])
+    code, _, err = _run(capsys, "evaluate", str(damaged))
+    assert code == 2 and "damaged" in err
+    ckpt = torch.load(trained_run / "best.pt", weights_only=True)
+    ckpt["model_state"] = build_model("mobilenet_v3_small", 5).state_dict()
+    torch.save(ckpt, tmp_path / "foreign.pt")
+    code, _, err = _run(capsys, "evaluate", str(tmp_path / "foreign.pt"))
+    assert code == 2 and "do not fit model 'cnn'" in err
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/emoclf-pwned",))
+
+
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "emoclf-checkpoint", "payload": _Exploit()}, evil)
+    if os.path.exists("/tmp/emoclf-pwned"):
+        os.remove("/tmp/emoclf-pwned")
+    code, _, err = _run(capsys, "evaluate", str(evil))
+    assert code == 2 and "Refusing to load" in err
+    assert not os.path.exists("/tmp/emoclf-pwned")
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "emoclf", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and "emoclf" in res.stdout

@@ -1,0 +1,70 @@
+"""Config: defaults < YAML < --set, strict keys, ranges, safe YAML, round trip."""
+from __future__ import annotations
+
+import pytest
+
+from emoclf.config import Config, from_dict, load_config, parse_override, read_yaml, save_config, to_dict
+
+
+def test_precedence_defaults_yaml_override(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 7\n  lr: 0.01\nmodel:\n  name: resnet18\n")
+    cfg = load_config(str(path), ["train.epochs=3", "data.drop_classes=[disgust]", "seed=5"])
+    assert cfg.train.epochs == 3  # --set beats YAML
+    assert cfg.train.lr == 0.01  # YAML beats default
+    assert cfg.train.batch_size == Config().train.batch_size  # default kept
+    assert cfg.data.drop_classes == ["disgust"]
+    assert cfg.seed == 5
+    assert cfg.output.name == "exp"  # run name from the config file name
+
+
+def test_override_values_are_yaml_not_code():
+    assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3  # YAML 1.1 reads it as a string; coerced
+    assert parse_override("model.weights_path=null") == {"model": {"weights_path": None}}
+    with pytest.raises(ValueError, match="Unknown model '__import__"):  # a plain string, never evaluated
+        load_config(None, ["model.name=__import__('os')"])
+    with pytest.raises(ValueError, match="model.name must be str"):
+        load_config(None, ["model.name=[1, 2]"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epoch=3", "Did you mean 'epochs'"),
+    ("trian.epochs=3", "Did you mean 'train'"),
+    ("train.epochs=0", r"train.epochs=0 is out of range; allowed: \[1, 10000\]"),
+    ("train.lr=-1", "out of range"),
+    ("train.optimizer=adamm", "Did you mean 'adam'"),
+    ("data.image_size=abc", "data.image_size must be int"),
+    ("data.grayscale=maybe", "data.grayscale must be bool"),
+    ("train.epochs", "section.key=value"),
+])
+def test_bad_values_name_the_problem(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+
+
+def test_yaml_object_tags_are_refused(tmp_path):
+    path = tmp_path / "evil.yaml"
+    path.write_text("train: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ValueError, match="not valid YAML"):
+        read_yaml(path)
+
+
+def test_round_trip_through_saved_yaml(tmp_path):
+    cfg = load_config("configs/resnet18.yaml", ["train.epochs=2", "data.mean=[0.5]", "data.grayscale=true"])
+    save_config(cfg, tmp_path / "config.yaml")
+    again = from_dict(read_yaml(tmp_path / "config.yaml"))
+    assert to_dict(again) == to_dict(cfg)
+
+
+def test_shipped_configs_load():
+    for name in ("cnn", "resnet18", "mobilenet_v3", "default"):
+        cfg = load_config(f"configs/{name}.yaml")
+        assert cfg.model.name
+
+
+def test_default_yaml_documents_every_key():
+    documented = read_yaml("configs/default.yaml")
+    assert to_dict(from_dict(documented)) == to_dict(Config())
+    for section, values in to_dict(Config()).items():
+        if isinstance(values, dict):
+            assert set(documented[section]) == set(values), section

@@ -1,0 +1,91 @@
+"""Every registered model builds, runs forward and trains a step; weights load safely."""
+from __future__ import annotations
+
+import urllib.error
+
+import pytest
+import torch
+
+from emoclf.config import load_config
+from emoclf.models import available_models, build_model, registered_models
+from emoclf.models.factory import create_model, load_matching
+
+
+@pytest.mark.parametrize("name", registered_models())
+@pytest.mark.parametrize("channels", [1, 3])
+def test_every_registered_model_trains_a_step(name, channels):
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=5, in_channels=channels, image_size=32)
+    x, y = torch.randn(4, channels, 32, 32), torch.tensor([0, 1, 2, 3])
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(model(x), y)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    model.eval()
+    with torch.no_grad():
+        assert model(x).shape == (4, 5)
+
+
+def test_registry_lists_the_three_course_models():
+    assert {"cnn", "resnet18", "mobilenet_v3_small", "mobilenet_v3_large"} <= set(registered_models())
+    assert "efficientnet_b0" in available_models()
+
+
+def test_any_torchvision_classifier_by_name():
+    model = build_model("shufflenet_v2_x0_5", num_classes=3, in_channels=1, image_size=48)
+    assert model(torch.randn(2, 1, 48, 48)).shape == (2, 3)
+
+
+def test_unknown_model_suggests_names():
+    with pytest.raises(ValueError, match="Did you mean resnet18"):
+        build_model("resnet81", num_classes=3)
+
+
+def test_small_stem_keeps_resolution():
+    small = build_model("resnet18", num_classes=3, image_size=48, stem="small")
+    big = build_model("resnet18", num_classes=3, image_size=48, stem="imagenet")
+    assert small.conv1.stride == (1, 1) and isinstance(small.maxpool, torch.nn.Identity)
+    assert big.conv1.stride == (2, 2)
+
+
+def test_pretrained_offline_says_where_to_put_the_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    cfg = load_config("configs/resnet18.yaml")
+    with pytest.raises(RuntimeError) as err:
+        create_model(cfg, 7)
+    text = str(err.value)
+    assert "resnet18-f37072fd.pth" in text and str(tmp_path) in text and "model.weights_path" in text
+
+
+def test_weights_path_adapts_rgb_stem_to_grayscale(tmp_path):
+    rgb = build_model("resnet18", num_classes=1000, in_channels=3, stem="imagenet", image_size=224)
+    torch.save(rgb.state_dict(), tmp_path / "imagenet.pth")
+    cfg = load_config("configs/resnet18.yaml", ["model.pretrained=false", f"model.weights_path={tmp_path}/imagenet.pth",
+                                                "data.grayscale=true"])
+    model = create_model(cfg, 7)
+    expected = rgb.conv1.weight.sum(dim=1, keepdim=True)
+    assert torch.allclose(model.conv1.weight, expected)
+    assert torch.allclose(model.layer1[0].conv1.weight, rgb.layer1[0].conv1.weight)
+    assert model.fc.out_features == 7  # head kept new
+
+
+def test_weights_of_another_model_are_refused():
+    cnn = build_model("cnn", num_classes=3, in_channels=1)
+    other = build_model("mobilenet_v3_small", num_classes=3).state_dict()
+    with pytest.raises(ValueError, match="do not fit"):
+        load_matching(cnn, other, "other.pt")
+
+
+def test_freeze_backbone_trains_only_the_head():
+    cfg = load_config("configs/mobilenet_v3.yaml", ["model.pretrained=false", "model.freeze=backbone"])
+    model = create_model(cfg, 4)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["classifier.3.weight", "classifier.3.bias"]

@@ -1,0 +1,131 @@
+"""The loop learns, artifacts agree with each other, resume repeats history, runs are never overwritten."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from conftest import fast_config
+from emoclf import train as train_mod
+from emoclf.evaluate import read_confusion_csv
+from emoclf.runs import evaluate_run
+from emoclf.synthetic import SPANISH, make_dataset
+from emoclf.train import train
+
+RUN_FILES = ["config.yaml", "best.pt", "last.pt", "history.csv", "curves.png", "confusion_matrix.png",
+             "confusion_matrix_normalized.png", "classification_report.txt", "metrics.json", "predictions.csv",
+             "report.md"]
+
+
+def test_cnn_learns_the_synthetic_faces(trained_run):
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["accuracy"] >= 0.90, metrics["accuracy"]
+    assert metrics["f1_macro"] >= 0.88
+    assert metrics["train_seconds"] < 60
+
+
+def test_run_folder_is_complete_and_consistent(trained_run):
+    for name in RUN_FILES:
+        assert (trained_run / name).is_file(), name
+    m = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted", "loss", "num_params", "train_seconds",
+                "best_epoch", "model_size_mb", "inference_ms_per_image", "device", "versions"):
+        assert key in m, key
+    names, cm = read_confusion_csv(trained_run / "confusion_matrix.csv")
+    assert names == m["class_names"]
+    assert cm.sum() == m["num_images"] == 125
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    assert m["top2_accuracy"] >= m["accuracy"]
+    with open(trained_run / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 125
+    assert m["accuracy"] == pytest.approx(np.mean([r["true"] == r["predicted"] for r in rows]))
+    assert abs(sum(float(v) for k, v in rows[0].items() if k.startswith("p_")) - 1) < 1e-3
+    with open(trained_run / "history.csv", newline="") as fh:
+        history = list(csv.DictReader(fh))
+    assert len(history) == 10 and int(history[m["best_epoch"] - 1]["epoch"]) == m["best_epoch"]
+    best_f1 = max(float(r["val_f1"]) for r in history)
+    assert float(history[m["best_epoch"] - 1]["val_f1"]) == pytest.approx(best_f1, abs=1e-5)
+    assert m["f1_macro"] == pytest.approx(best_f1, abs=1e-4)  # best.pt is what was scored
+    report = (trained_run / "report.md").read_text()
+    assert "curves.png" in report and "confusion_matrix_normalized.png" in report and "macro F1" in report
+
+
+def _history(run_dir):
+    with open(run_dir / "history.csv", newline="") as fh:
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
+
+
+def test_resume_after_interruption_repeats_the_same_history(small_faces, tmp_path, monkeypatch):
+    full = train(fast_config(small_faces, tmp_path, "full", epochs=4))
+    original = train_mod.Trainer.end_epoch
+
+    def interrupt_after_two(self, row):
+        stop = original(self, row)
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(train_mod.Trainer, "end_epoch", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(fast_config(small_faces, tmp_path, "cut", epochs=4))
+    monkeypatch.setattr(train_mod.Trainer, "end_epoch", original)
+    assert len(_history(tmp_path / "cut")) == 2 and not (tmp_path / "cut" / "metrics.json").exists()
+    with pytest.raises(ValueError, match="--resume"):
+        train(fast_config(small_faces, tmp_path, "cut", epochs=4))
+    resumed = train(fast_config(small_faces, tmp_path, "cut", epochs=4), resume=True)
+    assert _history(resumed) == _history(full)
+    a = json.loads((full / "metrics.json").read_text())
+    b = json.loads((resumed / "metrics.json").read_text())
+    assert a["accuracy"] == b["accuracy"] and a["loss"] == pytest.approx(b["loss"])
+
+
+def test_finished_run_is_never_overwritten_silently(small_faces, tmp_path):
+    run = train(fast_config(small_faces, tmp_path, "keep", epochs=1))
+    before = (run / "best.pt").read_bytes()
+    with pytest.raises(ValueError, match="already holds a finished run"):
+        train(fast_config(small_faces, tmp_path, "keep", epochs=1))
+    assert (run / "best.pt").read_bytes() == before
+    assert train(fast_config(small_faces, tmp_path, "keep", epochs=1), resume=True) == run  # nothing to do
+    train(fast_config(small_faces, tmp_path, "keep", epochs=2), overwrite=True)
+    assert len(_history(run)) == 2
+
+
+def test_resume_with_another_model_config_is_refused(small_faces, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_mod.Trainer, "fit", lambda self: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        train(fast_config(small_faces, tmp_path, "x", epochs=2))
+    (tmp_path / "x" / "last.pt").write_bytes(b"placeholder")
+    with pytest.raises(ValueError, match="config differs"):
+        train(fast_config(small_faces, tmp_path, "x", epochs=2, extra=["model.width=8"]), resume=True)
+
+
+def test_time_limit_stops_cleanly_with_all_artifacts(small_faces, tmp_path):
+    run = train(fast_config(small_faces, tmp_path, "budget", epochs=50, extra=["train.time_limit=0.0005"]))
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["stopped"] == "time_limit" and m["epochs_trained"] < 50
+    assert (run / "report.md").is_file() and (run / "best.pt").is_file()
+
+
+def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
+    other = make_dataset(tmp_path / "other", classes=("happy", "sad", "fear"), train_per_class=0, val_per_class=6,
+                         names=SPANISH, seed=9)
+    m = evaluate_run(trained_run, data=str(other))
+    assert m["num_images"] == 12  # fear (miedo) is unknown to the model and left out
+    assert m["excluded_images"] == {"fear": 6}
+    out = trained_run / "eval" / "other-validation"
+    assert (out / "confusion_matrix_normalized.png").is_file()
+    assert "Left out 6 images" in (out / "report.md").read_text()
+    own = evaluate_run(trained_run, tta=True)
+    assert own["num_images"] == 125 and own["tta"] is True and own["accuracy"] >= 0.85
+
+
+@pytest.mark.parametrize("options", [["train.sampler=balanced", "train.class_weights=balanced",
+                                      "train.optimizer=sgd", "train.scheduler=step"],
+                                     ["train.scheduler=plateau", "train.optimizer=adam", "train.label_smoothing=0.1",
+                                      "train.early_stopping=1"]])
+def test_training_options_run(small_faces, tmp_path, options):
+    run = train(fast_config(small_faces, tmp_path, "opts", epochs=3, extra=options))
+    assert json.loads((run / "metrics.json").read_text())["num_images"] == 12
