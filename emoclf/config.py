@@ -52,6 +52,7 @@ class ModelConfig:
     dropout: float = 0.3  # dropout before the classifier of the cnn (0..0.9)
     width: int = 32  # cnn: channels of the first block, doubled per block (4..512)
     depth: int = 4  # cnn: number of conv blocks (1..6)
+    norm: str = "batch"  # cnn: "batch" (BatchNorm) or "group" (GroupNorm: independent of the batch size)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class TrainConfig:
     amp: str = "auto"  # mixed precision: auto (bf16 on CUDA when supported) | bf16 | fp16 | off
     channels_last: str = "auto"  # auto | on | off
     compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # torchrun on CUDA: synchronise BatchNorm statistics across processes
     time_limit: float = 0.0  # minutes of training after which the run stops cleanly; 0: none
     num_threads: int = 0  # CPU threads for torch; 0: all cores
     eval_batch_size: int = 256  # images per evaluation step (1..65536)
@@ -119,6 +121,7 @@ CHOICES = {
     ("data", "aspect"): ("pad", "crop"),
     ("model", "freeze"): ("none", "backbone"),
     ("model", "stem"): ("auto", "imagenet", "small"),
+    ("model", "norm"): ("batch", "group"),
     ("train", "optimizer"): ("adam", "adamw", "sgd"),
     ("train", "scheduler"): ("cosine", "step", "plateau", "none"),
     ("train", "class_weights"): ("none", "balanced"),
@@ -240,6 +243,8 @@ def _merge_section(section: str, obj: Any, values: Any) -> None:
     for key, value in values.items():
         if key not in hints:
             raise ValueError(f"Unknown key '{section}.{key}'.{_suggest(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
+        if isinstance(value, bool) and "on" in CHOICES.get((section, key), ()):
+            value = "on" if value else "off"  # YAML 1.1 reads on/off as booleans
         setattr(obj, key, _coerce(f"{section}.{key}", value, hints[key]))
 
 

@@ -46,11 +46,32 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
     return torch.float16
 
 
-def use_channels_last(mode: str, device: torch.device, model_name: str) -> bool:
-    """channels_last speeds up convolutions on CUDA; on CPU it is slower for small inputs."""
+def use_channels_last(mode: str, device: torch.device) -> bool:
+    """``on``/``off`` as asked; ``auto`` is on for CUDA (tensor cores want NHWC), else decided by measuring."""
     if mode != "auto":
         return mode == "on"
     return device.type == "cuda"
+
+
+def _step_seconds(model: nn.Module, x: torch.Tensor, steps: int = 3) -> float:
+    y = torch.zeros(x.shape[0], dtype=torch.long)
+    model(x).float().mean().backward()  # warm-up: allocations and kernel choice
+    start = time.perf_counter()
+    for _ in range(steps):
+        F.cross_entropy(model(x).float(), y).backward()
+    return time.perf_counter() - start
+
+
+def autotune_channels_last(model: nn.Module, in_channels: int, size: int, batch: int) -> bool:
+    """On the CPU, time a few training steps in both memory formats on a copy of the model; True if NHWC wins."""
+    import copy
+
+    probe = copy.deepcopy(model).train()
+    x = torch.randn(min(batch, 32), in_channels, size, size)
+    nchw = _step_seconds(probe, x)
+    probe = probe.to(memory_format=torch.channels_last)
+    nhwc = _step_seconds(probe, x.contiguous(memory_format=torch.channels_last))
+    return nhwc < 0.95 * nchw
 
 
 def set_threads(n: int) -> None:
@@ -69,9 +90,10 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 @dataclass
 class EpochResult:
-    """Mean loss and the labels/predictions seen in one pass."""
+    """Summed loss, image count and the labels/predictions seen in one pass."""
 
-    loss: float
+    loss_sum: float
+    count: int
     y_true: np.ndarray
     y_pred: np.ndarray
     seconds: float
@@ -106,7 +128,7 @@ def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_
             progress(n, loss, logits, y)
     y_pred = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
     y_true = np.concatenate(trues) if trues else np.zeros(0, dtype=np.int64)
-    return EpochResult(float(total_loss) / max(count, 1), y_true, y_pred, time.perf_counter() - start)
+    return EpochResult(float(total_loss), count, y_true, y_pred, time.perf_counter() - start)
 
 
 @torch.inference_mode()

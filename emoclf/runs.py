@@ -55,14 +55,15 @@ def _check_compatible(run_dir: Path, cfg: Config) -> None:
                          f"Resume with the same config, or start a new run with --set output.name=NEW.")
 
 
-def prepare_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path]:
-    """Create the run folder safely; return last.pt when resuming. Finished runs are never replaced silently."""
+def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path]:
+    """Refuse to replace a run silently; return last.pt when resuming. Reads only (safe on every process)."""
     run_dir = cfg.run_dir
-    if overwrite and run_dir.exists():
-        if not ((run_dir / "config.yaml").is_file() or (run_dir / "last.pt").is_file()):
+    if overwrite:
+        if run_dir.exists() and any(run_dir.iterdir()) and not (
+                (run_dir / "config.yaml").is_file() or (run_dir / "last.pt").is_file()):
             raise ValueError(f"{run_dir} exists but is not an emoclf run folder; refusing to delete it. "
                              f"Choose another output.dir or output.name.")
-        shutil.rmtree(run_dir)
+        return None
     if is_finished(run_dir):
         raise ValueError(f"{run_dir} already holds a finished run. Use another name (--set output.name=NEW), "
                          f"or pass --overwrite to replace it.")
@@ -75,8 +76,14 @@ def prepare_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path
         return last
     if resume:
         log.warning("Nothing to resume in %s (no last.pt); starting from the first epoch.", run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     return None
+
+
+def apply_run_dir(cfg: Config, overwrite: bool) -> None:
+    """Create the run folder (emptying it first with ``overwrite``); main process only."""
+    if overwrite and cfg.run_dir.exists():
+        shutil.rmtree(cfg.run_dir)
+    cfg.run_dir.mkdir(parents=True, exist_ok=True)
 
 
 def versions() -> Dict[str, str]:
@@ -144,7 +151,7 @@ def finalize_run(trainer) -> Path:
              "data_root": str(trainer.dataset.root), "num_train_images": len(trainer.train),
              "skipped_images": skipped}
     title = f"{cfg.run_name} ({cfg.model.name})"
-    score(trainer.model, trainer.norm, trainer.val, trainer.class_names, cfg.train.eval_batch_size,
+    score(trainer.raw_model, trainer.norm, trainer.val, trainer.class_names, cfg.train.eval_batch_size,
           cfg.train.tta, trainer.dtype, Scored(run_dir, title, extra, notes))
     log.info("Finished %s: report at %s", run_dir, run_dir / "report.md")
     return run_dir
@@ -160,6 +167,7 @@ class LoadedRun:
     preprocessing: Dict
     run_dir: Optional[Path]
     checkpoint: Path
+    channels_last: bool = False
 
 
 def load_run(path: Path, device: str = "auto") -> LoadedRun:
@@ -177,10 +185,10 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
     c = ck.read(ckpt_path)
     model, cfg = ck.model_from_checkpoint(c, str(ckpt_path))
     dev = select_device(device)
-    channels_last = use_channels_last("auto", dev, cfg.model.name)
+    channels_last = bool(c.get("channels_last", False)) if dev.type == "cpu" else use_channels_last("auto", dev)
     model = ck.to_device(model, dev, channels_last)
     return LoadedRun(model, cfg, list(c["class_names"]), c["preprocessing"],
-                     ckpt_path.parent if path.is_file() else path, ckpt_path)
+                     ckpt_path.parent if path.is_file() else path, ckpt_path, channels_last)
 
 
 def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = None, tta: bool = False,
@@ -194,7 +202,7 @@ def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = N
     if len(ev) == 0:
         raise ValueError(f"No readable images of the model's classes ({', '.join(lr.class_names)}) in {root}.")
     norm = Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], next(lr.model.parameters()).device,
-                      use_channels_last("auto", next(lr.model.parameters()).device, cfg.model.name))
+                      lr.channels_last)
     name = f"{Path(info['root']).name}-{info['split']}" + ("-tta" if tta else "")
     out_dir = lr.run_dir / "eval" / name
     notes = [f"Run {lr.run_dir} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,15 +14,16 @@ import torch
 import torch.nn as nn
 
 from . import checkpoint as ck
+from . import distributed as dd
 from .augment import BatchAugment, Normalizer, norm_stats
 from .config import Config, save_config
 from .data import Split, batches, class_counts, discover, epoch_order, load_split
-from .engine import (amp_dtype, make_scaler, predict_logits, select_device, set_threads, train_epoch,
-                     use_channels_last)
+from .engine import (amp_dtype, autotune_channels_last, make_scaler, predict_logits, select_device, set_threads,
+                     train_epoch, use_channels_last)
 from .evaluate import compute_metrics, f1_scores
 from .io import atomic_write_text
 from .models.factory import create_model
-from .runs import finalize_run, is_finished, prepare_run_dir
+from .runs import apply_run_dir, check_run_dir, finalize_run, is_finished
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1", "val_top2",
@@ -39,6 +41,7 @@ class LoopState:
     bad_epochs: int = 0
     train_seconds: float = 0.0
     stopped: str = ""
+    channels_last: bool = False
 
 
 def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -81,10 +84,11 @@ def make_loss(cfg: Config, train: Split, num_classes: int, device: torch.device)
 class Progress:
     """tqdm bar over one epoch with live loss and accuracy (synchronising with the GPU only every few steps)."""
 
-    def __init__(self, total: int, desc: str):
+    def __init__(self, total: int, desc: str, enabled: bool = True):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None, dynamic_ncols=True)
+        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None if enabled else True,
+                        dynamic_ncols=True)
         self.steps, self.loss, self.correct, self.seen = 0, 0.0, 0, 0
 
     def __call__(self, n: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
@@ -109,42 +113,73 @@ def _write_history(run_dir: Path, history: List[Dict]) -> None:
 
 
 class Trainer:
-    """Holds the pieces of one run and advances it epoch by epoch."""
+    """Holds the pieces of one run and advances it epoch by epoch (one process of a torchrun job, or alone)."""
 
     def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False):
-        self.cfg = cfg
-        self.run_dir = cfg.run_dir
-        self.resume_from = prepare_run_dir(cfg, resume, overwrite)
-        set_threads(cfg.train.num_threads)
-        self.device = select_device(cfg.train.device)
+        self.cfg, self.run_dir = cfg, cfg.run_dir
+        self.dist = dd.from_env()
+        self.device = _device(cfg.train.device, self.dist)
+        dd.init(self.dist, self.device)
+        set_threads(cfg.train.num_threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                     else os.cpu_count() or 1) // self.dist.local_world))
+        self.resume_from = check_run_dir(cfg, resume, overwrite)
+        dd.barrier(self.dist)
+        if self.dist.is_main:
+            apply_run_dir(cfg, overwrite)
         self.dtype = amp_dtype(cfg.train.amp, self.device)
-        ds = discover(cfg.data, cfg.seed)
-        self.dataset = ds
-        self.class_names = ds.class_names
-        self.train = load_split(ds.splits["train"], cfg.data, ds.root, "train")
-        self.val = load_split(ds.splits["validation"], cfg.data, ds.root, "validation")
-        if len(self.train) < 2 or len(self.val) < 1:
-            raise ValueError(f"Too few readable images under {ds.root}: {len(self.train)} for training and "
-                             f"{len(self.val)} for validation. Add images or lower data.val_fraction.")
+        self._load_data()
         torch.manual_seed(cfg.seed)
         self.raw_model = create_model(cfg, len(self.class_names))
-        self.channels_last = use_channels_last(cfg.train.channels_last, self.device, cfg.model.name)
-        self.raw_model = ck.to_device(self.raw_model, self.device, self.channels_last)
-        self.model = torch.compile(self.raw_model) if cfg.train.compile else self.raw_model
+        self.state = LoopState()
+        ckpt = ck.read(self.resume_from) if self.resume_from is not None else None
+        self.state.channels_last = (ckpt["loop_state"]["channels_last"] if ckpt else self._pick_channels_last())
+        self.raw_model = ck.to_device(self.raw_model, self.device, self.state.channels_last)
+        self.model = self._wrap(self.raw_model)
         self.norm = Normalizer(*norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std), self.device,
-                               self.channels_last)
+                               self.state.channels_last)
         self.augment = BatchAugment(cfg.augment)
         self.optimizer = make_optimizer(cfg, self.raw_model)
         self.scaler = make_scaler(self.device, self.dtype)
         self.loss_fn = make_loss(cfg, self.train, len(self.class_names), self.device)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, mode="max", factor=cfg.train.gamma, patience=cfg.train.plateau_patience)
-        self.state = LoopState()
-        if self.resume_from is not None:
-            self._load(self.resume_from)
+        if ckpt is not None:
+            self._load(ckpt)
 
-    def _load(self, path: Path) -> None:
-        c = ck.read(path)
+    def _load_data(self) -> None:
+        """Discover and decode; the main process fills the cache first so others only read it."""
+        cfg = self.cfg
+        if not self.dist.is_main:
+            dd.barrier(self.dist)
+        ds = discover(cfg.data, cfg.seed)
+        self.dataset, self.class_names = ds, ds.class_names
+        self.train = load_split(ds.splits["train"], cfg.data, ds.root, "train")
+        self.val = load_split(ds.splits["validation"], cfg.data, ds.root, "validation")
+        if self.dist.is_main:
+            dd.barrier(self.dist)
+        if len(self.train) < 2 or len(self.val) < 1:
+            raise ValueError(f"Too few readable images under {ds.root}: {len(self.train)} for training and "
+                             f"{len(self.val)} for validation. Add images or lower data.val_fraction.")
+
+    def _pick_channels_last(self) -> bool:
+        cfg = self.cfg
+        if cfg.train.channels_last != "auto" or self.device.type != "cpu" or self.dist.enabled:
+            return use_channels_last(cfg.train.channels_last, self.device)
+        choice = autotune_channels_last(self.raw_model, 1 if cfg.data.grayscale else 3, cfg.data.image_size,
+                                        cfg.train.batch_size)
+        log.info("Memory format: %s (measured on this CPU)", "channels_last" if choice else "contiguous")
+        return choice
+
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.dist.enabled:
+            if self.cfg.train.sync_bn and self.device.type == "cuda":
+                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.raw_model = model
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return torch.compile(model) if self.cfg.train.compile else model
+
+    def _load(self, c: Dict) -> None:
         self.raw_model.load_state_dict(c["model_state"])
         self.optimizer.load_state_dict(c["optimizer_state"])
         self.scaler.load_state_dict(c["scaler_state"])
@@ -157,6 +192,7 @@ class Trainer:
         if full:
             extra = {"optimizer_state": self.optimizer.state_dict(), "scaler_state": self.scaler.state_dict(),
                      "plateau_state": self.plateau.state_dict(), "loop_state": vars(self.state).copy()}
+        extra["channels_last"] = self.state.channels_last
         return ck.make_checkpoint(self.raw_model, self.cfg, self.class_names, self.state.epoch, metrics, extra)
 
     def _set_lr(self, epoch: int) -> float:
@@ -168,9 +204,18 @@ class Trainer:
         return lr
 
     def validate(self) -> Dict:
-        """Metrics of the current weights on the validation split."""
-        logits = predict_logits(self.model, self.val.images, self.norm, self.cfg.train.eval_batch_size, self.dtype)
+        """Metrics of the current weights on the whole validation split (each process scores a slice)."""
+        part = dd.contiguous_range(len(self.val), self.dist)
+        logits = predict_logits(self.raw_model, self.val.images[part], self.norm, self.cfg.train.eval_batch_size,
+                                self.dtype)
+        logits = dd.gather_rows(logits.reshape(-1, len(self.class_names)), self.dist)
         return compute_metrics(self.val.labels, logits, self.class_names)
+
+    def _train_metrics(self, res) -> Dict:
+        loss_sum, count = dd.all_sum([res.loss_sum, res.count], self.dist)
+        y_true = dd.gather_rows(torch.from_numpy(res.y_true), self.dist).numpy()
+        y_pred = dd.gather_rows(torch.from_numpy(res.y_pred), self.dist).numpy()
+        return {"loss": loss_sum / max(count, 1), **f1_scores(y_true, y_pred, len(self.class_names))}
 
     def run_epoch(self, deadline: Optional[float]) -> Dict:
         """Train one epoch (seeded by its number, so a resumed run repeats it exactly) and validate."""
@@ -178,19 +223,19 @@ class Trainer:
         lr = self._set_lr(e)
         torch.manual_seed(cfg.seed * 100_003 + e)
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + e)
-        order = epoch_order(self.train.labels, e, cfg.seed, cfg.train.sampler == "balanced")
+        order = dd.shard(epoch_order(self.train.labels, e, cfg.seed, cfg.train.sampler == "balanced"), self.dist)
         steps = batches(order, cfg.train.batch_size)
         if deadline is not None:
-            steps = _until(steps, deadline)
-        bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}")
+            steps = _until(steps, deadline, self.dist)
+        bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}", self.dist.is_main)
         try:
             res = train_epoch(self.model, self.train.images, self.train.labels, steps, self.optimizer, self.loss_fn,
                               self.norm, self.augment, gen, self.scaler, self.dtype, bar)
         finally:
             bar.close()
         val = self.validate()
-        tr = f1_scores(res.y_true, res.y_pred, len(self.class_names))
-        return {"epoch": e + 1, "train_loss": res.loss, "train_acc": tr["accuracy"], "train_f1": tr["f1_macro"],
+        tr = self._train_metrics(res)
+        return {"epoch": e + 1, "train_loss": tr["loss"], "train_acc": tr["accuracy"], "train_f1": tr["f1_macro"],
                 "val_loss": val["loss"], "val_acc": val["accuracy"], "val_f1": val["f1_macro"],
                 "val_top2": val["top2_accuracy"], "lr": lr, "seconds": res.seconds}
 
@@ -212,15 +257,21 @@ class Trainer:
             s.stopped = "time_limit"
         elif s.epoch >= t.epochs:
             s.stopped = "completed"
+        if self.dist.is_main:
+            self._save(row, improved)
+        dd.barrier(self.dist)
+        return bool(s.stopped)
+
+    def _save(self, row: Dict, improved: bool) -> None:
+        t = self.cfg.train
         metrics = {k: row[k] for k in ("val_acc", "val_f1", "val_loss")}
         if improved:
             ck.save(self._checkpoint(metrics, full=False), self.run_dir / "best.pt")
         ck.save(self._checkpoint(metrics, full=True), self.run_dir / "last.pt")
-        _write_history(self.run_dir, s.history)
+        _write_history(self.run_dir, self.state.history)
         log.info("epoch %d/%d  loss %.4f/%.4f  acc %.4f/%.4f  F1 %.4f/%.4f  lr %.2e  %.1fs%s", row["epoch"],
                  t.epochs, row["train_loss"], row["val_loss"], row["train_acc"], row["val_acc"], row["train_f1"],
                  row["val_f1"], row["lr"], row["seconds"], "  *best" if improved else "")
-        return bool(s.stopped)
 
     def fit(self) -> Path:
         """Train until done (epochs, early stopping or time limit), then write every artifact."""
@@ -235,12 +286,24 @@ class Trainer:
             log.info("Stopped at the time limit of %.1f min after %d epochs", t.time_limit, self.state.epoch)
         if self.state.stopped == "early_stopping":
             log.info("Early stopping: no better validation macro F1 for %d epochs", t.early_stopping)
-        return finalize_run(self)
+        if self.dist.is_main:
+            finalize_run(self)
+        dd.barrier(self.dist)
+        return self.run_dir
 
 
-def _until(steps, deadline: float):
+def _device(name: str, info: dd.DistInfo) -> torch.device:
+    device = select_device(name)
+    if info.enabled and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", info.local_rank)
+    return device
+
+
+def _until(steps, deadline: float, info: dd.DistInfo):
+    """Stop at the deadline; under torchrun every process stops at the same step (the slowest one's verdict)."""
     for idx in steps:
-        if time.perf_counter() >= deadline:
+        late = time.perf_counter() >= deadline
+        if dd.all_sum([float(late)], info)[0] > 0:
             return
         yield idx
 
@@ -251,5 +314,9 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
         log.info("%s is already finished; nothing to resume.", cfg.run_dir)
         return cfg.run_dir
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
-    save_config(cfg, trainer.run_dir / "config.yaml")
-    return trainer.fit()
+    try:
+        if trainer.dist.is_main:
+            save_config(cfg, trainer.run_dir / "config.yaml")
+        return trainer.fit()
+    finally:
+        dd.shutdown()

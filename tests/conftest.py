@@ -15,7 +15,7 @@ FAST = [
 ]
 
 
-def fast_config(root, out_dir, name="cnn", epochs=10, extra=()):
+def fast_config(root, out_dir, name="cnn", epochs=14, extra=()):
     """A CNN config that learns the synthetic faces in a few seconds on a CPU."""
     return load_config("configs/cnn.yaml", FAST + [f"data.root={root}", f"output.dir={out_dir}",
                                                    f"output.name={name}", f"train.epochs={epochs}", *extra])

@@ -45,7 +45,7 @@ def test_run_folder_is_complete_and_consistent(trained_run):
     assert abs(sum(float(v) for k, v in rows[0].items() if k.startswith("p_")) - 1) < 1e-3
     with open(trained_run / "history.csv", newline="") as fh:
         history = list(csv.DictReader(fh))
-    assert len(history) == 10 and int(history[m["best_epoch"] - 1]["epoch"]) == m["best_epoch"]
+    assert len(history) == 14 and int(history[m["best_epoch"] - 1]["epoch"]) == m["best_epoch"]
     best_f1 = max(float(r["val_f1"]) for r in history)
     assert float(history[m["best_epoch"] - 1]["val_f1"]) == pytest.approx(best_f1, abs=1e-5)
     assert m["f1_macro"] == pytest.approx(best_f1, abs=1e-4)  # best.pt is what was scored

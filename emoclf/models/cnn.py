@@ -7,10 +7,16 @@ import torch.nn as nn
 from . import register_model
 
 
-def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "group":
+        return nn.GroupNorm(min(8, channels), channels)
+    return nn.BatchNorm2d(channels)
+
+
+def _block(cin: int, cout: int, pool: bool, norm: str) -> nn.Sequential:
     layers = [
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
     ]
     if pool:
         layers.append(nn.MaxPool2d(2))
@@ -20,12 +26,13 @@ def _block(cin: int, cout: int, pool: bool) -> nn.Sequential:
 class EmotionCNN(nn.Module):
     """``depth`` blocks of two 3x3 convs (width doubling per block, capped at 512), then GAP and a linear head."""
 
-    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3):
+    def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3,
+                 norm: str = "batch"):
         super().__init__()
         blocks, cin = [], in_channels
         for i in range(depth):
             cout = min(width * 2 ** i, 512)
-            blocks.append(_block(cin, cout, pool=i < depth - 1))
+            blocks.append(_block(cin, cout, pool=i < depth - 1, norm=norm))
             cin = cout
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -36,7 +43,7 @@ class EmotionCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):
@@ -49,6 +56,6 @@ class EmotionCNN(nn.Module):
 
 @register_model("cnn")
 def build_cnn(num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3,
-              **_ignored) -> nn.Module:
+              norm: str = "batch", **_ignored) -> nn.Module:
     """The from-scratch CNN."""
-    return EmotionCNN(num_classes, in_channels, width=width, depth=depth, dropout=dropout)
+    return EmotionCNN(num_classes, in_channels, width=width, depth=depth, dropout=dropout, norm=norm)
