@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import List, Optional
 
 from . import __version__
 

@@ -5,7 +5,7 @@ import contextlib
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional
 
 import numpy as np
 import torch

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -17,12 +15,13 @@ from . import checkpoint as ck
 from . import distributed as dd
 from .augment import BatchAugment, Normalizer, norm_stats
 from .config import Config, save_config
-from .data import Split, batches, class_counts, discover, epoch_order, load_split
+from .data import batches, discover, epoch_order, load_split
 from .engine import (amp_dtype, autotune_channels_last, make_scaler, predict_logits, select_device, set_threads,
                      train_epoch, use_channels_last)
 from .evaluate import compute_metrics, f1_scores
 from .io import atomic_write_text
 from .models.factory import create_model
+from .optim import make_loss, make_optimizer, scheduled_lr
 from .runs import apply_run_dir, check_run_dir, finalize_run, is_finished
 
 log = logging.getLogger(__name__)
@@ -42,43 +41,6 @@ class LoopState:
     train_seconds: float = 0.0
     stopped: str = ""
     channels_last: bool = False
-
-
-def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the trainable parameters (no weight decay on norms and biases)."""
-    t = cfg.train
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
-    if t.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=t.lr)
-    return torch.optim.AdamW(groups, lr=t.lr)
-
-
-def scheduled_lr(cfg: Config, epoch: int) -> float:
-    """Learning rate of 0-based ``epoch`` for warm-up plus cosine/step/none (plateau adapts separately)."""
-    t = cfg.train
-    if epoch < t.warmup_epochs:
-        return t.lr * (epoch + 1) / (t.warmup_epochs + 1)
-    if t.scheduler == "cosine":
-        span = max(1, t.epochs - t.warmup_epochs)
-        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - t.warmup_epochs) / span))
-    if t.scheduler == "step":
-        return t.lr * t.gamma ** ((epoch - t.warmup_epochs) // t.step_size)
-    return t.lr
-
-
-def make_loss(cfg: Config, train: Split, num_classes: int, device: torch.device) -> nn.Module:
-    """Cross-entropy with optional label smoothing and balanced class weights."""
-    weight = None
-    if cfg.train.class_weights == "balanced":
-        counts = class_counts(train, num_classes).astype(np.float64)
-        weight = torch.tensor(counts.sum() / (num_classes * np.maximum(counts, 1)), dtype=torch.float32, device=device)
-    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
 
 
 class Progress:
@@ -217,8 +179,8 @@ class Trainer:
         y_pred = dd.gather_rows(torch.from_numpy(res.y_pred), self.dist).numpy()
         return {"loss": loss_sum / max(count, 1), **f1_scores(y_true, y_pred, len(self.class_names))}
 
-    def run_epoch(self, deadline: Optional[float]) -> Dict:
-        """Train one epoch (seeded by its number, so a resumed run repeats it exactly) and validate."""
+    def train_pass(self, deadline: Optional[float] = None) -> Dict:
+        """One training pass over this epoch's order (seeded by the epoch, so a resumed run repeats it)."""
         cfg, e = self.cfg, self.state.epoch
         lr = self._set_lr(e)
         torch.manual_seed(cfg.seed * 100_003 + e)
@@ -233,11 +195,17 @@ class Trainer:
                               self.norm, self.augment, gen, self.scaler, self.dtype, bar)
         finally:
             bar.close()
+        return {"lr": lr, "images": res.count, **self._train_metrics(res)}
+
+    def run_epoch(self, deadline: Optional[float]) -> Dict:
+        """Train one epoch and validate; seconds is the wall time of both."""
+        start = time.perf_counter()
+        tr = self.train_pass(deadline)
         val = self.validate()
-        tr = self._train_metrics(res)
-        return {"epoch": e + 1, "train_loss": tr["loss"], "train_acc": tr["accuracy"], "train_f1": tr["f1_macro"],
-                "val_loss": val["loss"], "val_acc": val["accuracy"], "val_f1": val["f1_macro"],
-                "val_top2": val["top2_accuracy"], "lr": lr, "seconds": res.seconds}
+        return {"epoch": self.state.epoch + 1, "train_loss": tr["loss"], "train_acc": tr["accuracy"],
+                "train_f1": tr["f1_macro"], "val_loss": val["loss"], "val_acc": val["accuracy"],
+                "val_f1": val["f1_macro"], "val_top2": val["top2_accuracy"], "lr": tr["lr"],
+                "seconds": time.perf_counter() - start}
 
     def end_epoch(self, row: Dict) -> bool:
         """Record an epoch, save checkpoints; True when training should stop."""

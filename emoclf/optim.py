@@ -1,0 +1,48 @@
+"""Optimizers, learning-rate schedules and the loss, as the config asks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from .config import Config
+from .data import Split, class_counts
+
+
+def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the trainable parameters (no weight decay on norms and biases)."""
+    t = cfg.train
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, nesterov=t.momentum > 0)
+    if t.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=t.lr)
+    return torch.optim.AdamW(groups, lr=t.lr)
+
+
+def scheduled_lr(cfg: Config, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch`` for warm-up plus cosine/step/none (plateau adapts separately)."""
+    t = cfg.train
+    if epoch < t.warmup_epochs:
+        return t.lr * (epoch + 1) / (t.warmup_epochs + 1)
+    if t.scheduler == "cosine":
+        span = max(1, t.epochs - t.warmup_epochs)
+        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - t.warmup_epochs) / span))
+    if t.scheduler == "step":
+        return t.lr * t.gamma ** ((epoch - t.warmup_epochs) // t.step_size)
+    return t.lr
+
+
+def make_loss(cfg: Config, train: Split, num_classes: int, device: torch.device) -> nn.Module:
+    """Cross-entropy with optional label smoothing and balanced class weights."""
+    weight = None
+    if cfg.train.class_weights == "balanced":
+        counts = class_counts(train, num_classes).astype(np.float64)
+        weight = torch.tensor(counts.sum() / (num_classes * np.maximum(counts, 1)), dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.train.label_smoothing)
