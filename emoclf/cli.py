@@ -33,7 +33,7 @@ def cmd_evaluate(args) -> int:
     m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device)
     print(f"accuracy {m['accuracy']:.4f}  top-2 {m['top2_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
           f"weighted F1 {m['f1_weighted']:.4f}  loss {m['loss']:.4f}  on {m['num_images']} images")
-    print(f"Written to {m['out_dir']}")
+    print(f"Written to {m['out_dir']}" + ("" if m["tta"] == "none" else f" (test-time augmentation: {m['tta']})"))
     return 0
 
 
@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder (outputs/NAME) or checkpoint file")
     p.add_argument("--data", help="labelled dataset folder (default: the run's own data)")
     p.add_argument("--split", help="split to score: validation, test or train (default: validation, else test)")
-    p.add_argument("--tta", action="store_true", help="average predictions over horizontal flips")
+    p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=["none", "flip", "tencrop"],
+                   help="test-time augmentation: flip, or tencrop (5 crops and their flips; the default of --tta)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_evaluate)
 

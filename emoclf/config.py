@@ -82,7 +82,7 @@ class TrainConfig:
     time_limit: float = 0.0  # minutes of training after which the run stops cleanly; 0: none
     num_threads: int = 0  # CPU threads for torch; 0: all cores
     eval_batch_size: int = 256  # images per evaluation step (1..65536)
-    tta: bool = False  # evaluate the final model with test-time augmentation (flip)
+    tta: str = "none"  # test-time augmentation of the final scoring: none | flip | tencrop (5 crops and their flips)
 
 
 @dataclass
@@ -128,6 +128,7 @@ CHOICES = {
     ("train", "sampler"): ("shuffle", "balanced"),
     ("train", "amp"): ("auto", "bf16", "fp16", "off"),
     ("train", "channels_last"): ("auto", "on", "off"),
+    ("train", "tta"): ("none", "flip", "tencrop"),
 }
 
 # (low, high, low inclusive, high inclusive); None is unbounded

@@ -47,31 +47,10 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
 
 
 def use_channels_last(mode: str, device: torch.device) -> bool:
-    """``on``/``off`` as asked; ``auto`` is on for CUDA (tensor cores want NHWC), else decided by measuring."""
+    """``on``/``off`` as asked; ``auto``: on for CUDA (tensor cores want NHWC), off elsewhere (a fixed rule keeps runs reproducible)."""
     if mode != "auto":
         return mode == "on"
     return device.type == "cuda"
-
-
-def _step_seconds(model: nn.Module, x: torch.Tensor, steps: int = 3) -> float:
-    y = torch.zeros(x.shape[0], dtype=torch.long)
-    model(x).float().mean().backward()  # warm-up: allocations and kernel choice
-    start = time.perf_counter()
-    for _ in range(steps):
-        F.cross_entropy(model(x).float(), y).backward()
-    return time.perf_counter() - start
-
-
-def autotune_channels_last(model: nn.Module, in_channels: int, size: int, batch: int) -> bool:
-    """On the CPU, time a few training steps in both memory formats on a copy of the model; True if NHWC wins."""
-    import copy
-
-    probe = copy.deepcopy(model).train()
-    x = torch.randn(min(batch, 32), in_channels, size, size)
-    nchw = _step_seconds(probe, x)
-    probe = probe.to(memory_format=torch.channels_last)
-    nhwc = _step_seconds(probe, x.contiguous(memory_format=torch.channels_last))
-    return nhwc < 0.95 * nchw
 
 
 def set_threads(n: int) -> None:
@@ -131,23 +110,52 @@ def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_
     return EpochResult(float(total_loss), count, y_true, y_pred, time.perf_counter() - start)
 
 
+TTA_MODES = ("none", "flip", "tencrop")
+TENCROP_FRACTION = 0.9  # crop side as a share of the image, resized back to the model's input size
+
+
+def tta_views(x: torch.Tensor, mode: str) -> List[torch.Tensor]:
+    """Views of a normalized batch averaged at test time: itself; its flip; or 5 crops (corners, centre) and flips."""
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x.flip(-1)]
+    c, o = TENCROP_FRACTION, 1 - TENCROP_FRACTION
+    views = []
+    for tx, ty in ((0.0, 0.0), (-o, -o), (o, -o), (-o, o), (o, o)):
+        theta = torch.tensor([[c, 0.0, tx], [0.0, c, ty]], dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 3)
+        crop = F.grid_sample(x, F.affine_grid(theta, list(x.shape), align_corners=False), mode="bilinear",
+                             padding_mode="border", align_corners=False)
+        views += [crop, crop.flip(-1)]
+    return views
+
+
+def check_tta(mode) -> str:
+    """Normalise a TTA setting (booleans mean flip) and reject unknown modes."""
+    mode = {True: "flip", False: "none", None: "none"}.get(mode, mode)
+    if mode not in TTA_MODES:
+        raise ValueError(f"Unknown test-time augmentation {mode!r}; choose one of {', '.join(TTA_MODES)}.")
+    return mode
+
+
 @torch.inference_mode()
 def predict_logits(model: nn.Module, images: np.ndarray, norm: Normalizer, batch_size: int,
-                   dtype: Optional[torch.dtype] = None, tta: bool = False, desc: Optional[str] = None) -> torch.Tensor:
-    """Float32 CPU logits for every image (averaged over the flip when ``tta``; then log-probabilities)."""
+                   dtype: Optional[torch.dtype] = None, tta="none", desc: Optional[str] = None) -> torch.Tensor:
+    """Float32 CPU logits for every image; with TTA, log of the probabilities averaged over the views."""
     from tqdm import tqdm
 
+    mode = check_tta(tta)
     model.eval()
     out: List[torch.Tensor] = []
     starts = range(0, len(images), batch_size)
     for i in tqdm(starts, desc=desc, leave=False, disable=None if desc else True, unit="batch"):
         x = norm(torch.from_numpy(np.asarray(images[i:i + batch_size])))
         with autocast(norm.device, dtype):
-            logits = model(x).float()
-            if tta:
-                probs = (F.softmax(logits, 1) + F.softmax(model(x.flip(-1)).float(), 1)) / 2
-                logits = probs.clamp_min(1e-12).log()
-        out.append(logits.cpu())
+            if mode == "none":
+                out.append(model(x).float().cpu())
+                continue
+            probs = sum(F.softmax(model(v).float(), 1) for v in tta_views(x, mode)) / len(tta_views(x, mode))
+        out.append(probs.clamp_min(1e-12).log().cpu())
     if not out:
         return torch.zeros(0, 0)
     return torch.cat(out)

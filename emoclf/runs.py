@@ -17,7 +17,7 @@ from . import checkpoint as ck
 from .augment import Normalizer
 from .config import Config, read_yaml, to_dict
 from .data import Split, labelled_split, load_split
-from .engine import predict_logits, select_device, timed_inference, use_channels_last
+from .engine import check_tta, predict_logits, select_device, timed_inference, use_channels_last
 from .evaluate import write_eval_files
 from .models import count_parameters
 from .plots import plot_run
@@ -111,12 +111,12 @@ class Scored:
 
 
 def score(model: nn.Module, norm: Normalizer, split: Split, class_names: List[str], batch_size: int,
-          tta: bool, dtype, target: Scored) -> Dict:
+          tta: str, dtype, target: Scored) -> Dict:
     """Predict a split, time it, write metrics files, plots and report.md; return the metrics."""
     start = time.perf_counter()
     logits = predict_logits(model, split.images, norm, batch_size, dtype, tta=tta, desc="scoring")
     elapsed = time.perf_counter() - start
-    extra = {**target.extra, "tta": bool(tta),
+    extra = {**target.extra, "tta": check_tta(tta),
              "inference_ms_per_image": 1000 * elapsed / max(len(split), 1),
              "latency_ms_batch1": timed_inference(model, split.images, norm, dtype) if len(split) else 0.0,
              "device": device_name(norm.device), "versions": versions()}
@@ -190,7 +190,7 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
                      ckpt_path.parent if path.is_file() else path, ckpt_path, channels_last)
 
 
-def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = None, tta: bool = False,
+def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = None, tta: str = "none",
                  device: str = "auto") -> Dict:
     """Score a finished run on its own validation data or on any labelled folder; writes RUN/eval/<name>/."""
     lr = load_run(run, device)
@@ -202,7 +202,8 @@ def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = N
         raise ValueError(f"No readable images of the model's classes ({', '.join(lr.class_names)}) in {root}.")
     norm = Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], next(lr.model.parameters()).device,
                       lr.channels_last)
-    name = f"{Path(info['root']).name}-{info['split']}" + ("-tta" if tta else "")
+    tta = check_tta(tta)
+    name = f"{Path(info['root']).name}-{info['split']}" + ("" if tta == "none" else f"-{tta}")
     out_dir = lr.run_dir / "eval" / name
     notes = [f"Run {lr.run_dir} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
     extra = {"model": cfg.model.name, "checkpoint": str(lr.checkpoint), "data_root": str(info["root"]),

@@ -16,7 +16,7 @@ from . import distributed as dd
 from .augment import BatchAugment, Normalizer, norm_stats
 from .config import Config, save_config
 from .data import batches, discover, epoch_order, load_split
-from .engine import (amp_dtype, autotune_channels_last, make_scaler, predict_logits, select_device, set_threads,
+from .engine import (amp_dtype, make_scaler, predict_logits, select_device, set_threads,
                      train_epoch, use_channels_last)
 from .evaluate import compute_metrics, f1_scores
 from .io import atomic_write_text
@@ -94,7 +94,7 @@ class Trainer:
         self.raw_model = create_model(cfg, len(self.class_names))
         self.state = LoopState()
         ckpt = ck.read(self.resume_from) if self.resume_from is not None else None
-        self.state.channels_last = (ckpt["loop_state"]["channels_last"] if ckpt else self._pick_channels_last())
+        self.state.channels_last = use_channels_last(cfg.train.channels_last, self.device)
         self.raw_model = ck.to_device(self.raw_model, self.device, self.state.channels_last)
         self.model = self._wrap(self.raw_model)
         self.norm = Normalizer(*norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std), self.device,
@@ -122,15 +122,6 @@ class Trainer:
         if len(self.train) < 2 or len(self.val) < 1:
             raise ValueError(f"Too few readable images under {ds.root}: {len(self.train)} for training and "
                              f"{len(self.val)} for validation. Add images or lower data.val_fraction.")
-
-    def _pick_channels_last(self) -> bool:
-        cfg = self.cfg
-        if cfg.train.channels_last != "auto" or self.device.type != "cpu" or self.dist.enabled:
-            return use_channels_last(cfg.train.channels_last, self.device)
-        choice = autotune_channels_last(self.raw_model, 1 if cfg.data.grayscale else 3, cfg.data.image_size,
-                                        cfg.train.batch_size)
-        log.info("Memory format: %s (measured on this CPU)", "channels_last" if choice else "contiguous")
-        return choice
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.enabled:

@@ -1,6 +1,7 @@
 """Batch augmentation: shapes, determinism, flips, and nothing at evaluation."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from emoclf.augment import BatchAugment, Normalizer, norm_stats
@@ -47,3 +48,16 @@ def test_erasing_blanks_a_rectangle_to_the_mean():
     out = aug(x, norm, torch.Generator().manual_seed(0))
     zeros = (out == 0).sum((1, 2, 3))
     assert torch.all(zeros >= 1) and torch.all(zeros < 16 * 16)
+
+
+def test_tencrop_views_are_corner_and_centre_crops_and_their_flips():
+    from emoclf.engine import tta_views
+
+    x = torch.arange(20.0).view(1, 1, 1, 20).expand(1, 1, 20, 20).contiguous()  # value = column index
+    views = tta_views(x, "tencrop")
+    assert len(views) == 10 and all(v.shape == x.shape for v in views)
+    centre, left_top, right_top = views[0], views[2], views[4]
+    assert float(centre.mean()) == pytest.approx(float(x.mean()), abs=0.2)
+    assert left_top.mean() < centre.mean() < right_top.mean()  # corner crops see shifted columns
+    assert torch.allclose(views[1], centre.flip(-1))
+    assert [len(tta_views(x, m)) for m in ("none", "flip")] == [1, 2]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,8 +119,10 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
     out = trained_run / "eval" / "other-validation"
     assert (out / "confusion_matrix_normalized.png").is_file()
     assert "Left out 6 images" in (out / "report.md").read_text()
-    own = evaluate_run(trained_run, tta=True)
-    assert own["num_images"] == 125 and own["tta"] is True and own["accuracy"] >= 0.85
+    for mode in ("flip", "tencrop"):
+        own = evaluate_run(trained_run, tta=mode)
+        assert own["num_images"] == 125 and own["tta"] == mode and own["accuracy"] >= 0.85
+        assert own["out_dir"].endswith(f"validation-{mode}") and (Path(own["out_dir"]) / "report.md").is_file()
 
 
 @pytest.mark.parametrize("options", [["train.sampler=balanced", "train.class_weights=balanced",

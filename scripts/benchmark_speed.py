@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""Training-speed benchmark: emoclf's pipeline against the model's own ceiling and a classic ImageFolder pipeline.
+
+For each model at its configured size, in one process on one machine, prints
+  (a) the pure training-step rate on random tensors (the ceiling),
+  (b) emoclf's end-to-end training rate (cached data, batch augmentation, step, metrics, progress bar),
+  (c) a reference pipeline built the usual way (torchvision ImageFolder, PIL transforms, DataLoader with
+      2 workers) on the same files, same model, size and batch,
+and the ratios b/a and b/c, plus evaluation rate.
+
+    python scripts/benchmark_speed.py --data data/fer2013 --images 2048
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emoclf.config import load_config  # noqa: E402
+from emoclf.data import find_splits, resolve_root, scan_folder  # noqa: E402
+from emoclf.train import Trainer  # noqa: E402
+
+MODELS = [("cnn", "configs/cnn.yaml"), ("resnet18", "configs/resnet18.yaml"),
+          ("mobilenet_v3", "configs/mobilenet_v3.yaml")]
+
+
+def subset(root: Path, dest: Path, n_train: int, n_val: int) -> Path:
+    """Symlink a class-stratified subset of a dataset (the same files for every pipeline)."""
+    root = resolve_root(root)
+    splits = find_splits(root)
+    for split, n in (("train", n_train), ("validation", n_val)):
+        per_class, _ = scan_folder(splits[split])
+        total = sum(len(v) for v in per_class.values())
+        for name, files in per_class.items():
+            take = max(1, round(n * len(files) / total))
+            (dest / split / name).mkdir(parents=True, exist_ok=True)
+            for f in files[:take]:
+                os.symlink(f.resolve(), dest / split / name / f.name)
+    return dest
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def ceiling_rate(trainer: Trainer, steps: int) -> float:
+    """(a) Training steps on random tensors already on the device, same model, optimizer and precision."""
+    cfg, dev = trainer.cfg, trainer.device
+    ch = 1 if cfg.data.grayscale else 3
+    x = torch.randn(cfg.train.batch_size, ch, cfg.data.image_size, cfg.data.image_size, device=dev)
+    if trainer.state.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, len(trainer.class_names), (cfg.train.batch_size,), device=dev)
+    trainer.model.train()
+    from emoclf.engine import autocast
+
+    def step():
+        with autocast(dev, trainer.dtype):
+            loss = trainer.loss_fn(trainer.model(x).float(), y)
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer.scaler.scale(loss).backward()
+        trainer.scaler.step(trainer.optimizer)
+        trainer.scaler.update()
+
+    for _ in range(3):
+        step()
+    sync(dev)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(dev)
+    return steps * cfg.train.batch_size / (time.perf_counter() - start)
+
+
+def emoclf_rate(trainer: Trainer) -> float:
+    """(b) One full training pass of emoclf over the subset (after a short warm-up pass)."""
+    trainer.train_pass(deadline=time.perf_counter() + 2)  # warm-up: allocator, kernels
+    sync(trainer.device)
+    start = time.perf_counter()
+    res = trainer.train_pass()
+    sync(trainer.device)
+    return res["images"] / (time.perf_counter() - start)
+
+
+def reference_rate(trainer: Trainer, root: Path, workers: int) -> float:
+    """(c) ImageFolder + PIL transforms + DataLoader(num_workers) on the same files and model."""
+    import torchvision.transforms as T
+    from torchvision.datasets import ImageFolder
+
+    cfg, dev = trainer.cfg, trainer.device
+    size, mean, std = cfg.data.image_size, trainer.norm.mean.flatten().tolist(), trainer.norm.std.flatten().tolist()
+    tf = [T.Grayscale(1)] if cfg.data.grayscale else [T.Lambda(lambda im: im.convert("RGB"))]
+    tf += [T.Resize((size, size)), T.RandomHorizontalFlip(), T.RandomRotation(10), T.ToTensor(), T.Normalize(mean, std)]
+    ds = ImageFolder(str(root / "train"), transform=T.Compose(tf))
+    loader = torch.utils.data.DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
+                                         drop_last=True, persistent_workers=workers > 0, pin_memory=dev.type == "cuda")
+    model, opt = trainer.model, trainer.optimizer
+    model.train()
+    from emoclf.engine import autocast
+
+    def run(limit=None):
+        n = 0
+        for i, (x, y) in enumerate(loader):
+            if limit is not None and i >= limit:
+                break
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if trainer.state.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, trainer.dtype):
+                loss = F.cross_entropy(model(x).float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n += len(y)
+        return n
+
+    run(limit=3)
+    sync(dev)
+    start = time.perf_counter()
+    n = run()
+    sync(dev)
+    return n / (time.perf_counter() - start)
+
+
+def eval_rate(trainer: Trainer) -> float:
+    """Validation images per second (inference_mode, eval batch)."""
+    trainer.validate()
+    start = time.perf_counter()
+    trainer.validate()
+    return len(trainer.val) / (time.perf_counter() - start)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder with train/ and validation/ class folders")
+    p.add_argument("--images", type=int, default=2048, help="training images in the benchmark subset")
+    p.add_argument("--models", default=",".join(m for m, _ in MODELS), help="comma-separated: cnn,resnet18,mobilenet_v3")
+    p.add_argument("--steps", type=int, default=20, help="steps for the ceiling measurement")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference pipeline")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    args = p.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="emoclf-bench-"))
+    root = subset(Path(args.data), tmp / "data", args.images, max(256, args.images // 4))
+    print(f"subset: {args.images} train images from {args.data}; torch {torch.__version__}; "
+          f"threads {torch.get_num_threads()}")
+    header = f"{'model':<14}{'size':>5}{'batch':>6}{'(a) ceiling':>13}{'(b) emoclf':>12}{'(c) reference':>15}" \
+             f"{'b/a':>7}{'b/c':>7}{'eval img/s':>12}"
+    rows = []
+    for name, path in MODELS:
+        if name not in args.models.split(","):
+            continue
+        cfg = load_config(path, [f"data.root={root}", f"output.dir={tmp / 'runs'}", "model.pretrained=false",
+                                 f"train.device={args.device}", "data.cache_dir=" + str(tmp / "cache")] + args.overrides)
+        trainer = Trainer(cfg)
+        a = ceiling_rate(trainer, args.steps)
+        b = emoclf_rate(trainer)
+        c = reference_rate(trainer, root, args.workers)
+        e = eval_rate(trainer)
+        rows.append(f"{name:<14}{cfg.data.image_size:>5}{cfg.train.batch_size:>6}{a:>13.1f}{b:>12.1f}{c:>15.1f}"
+                    f"{b / a:>7.2f}{b / c:>7.2f}{e:>12.1f}")
+        print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
+    print(f"device: {trainer.device}; rates in training images per second")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
