@@ -99,3 +99,13 @@ def all_sum(values: list, info: DistInfo) -> list:
     t = torch.tensor(values, dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     return t.cpu().tolist()
+
+
+def all_max(value: float, info: DistInfo) -> float:
+    """Largest value over every rank (so all processes follow the same schedule)."""
+    if not info.enabled:
+        return value
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.float64, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())

@@ -80,14 +80,17 @@ class EpochResult:
 
 def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_batches: Iterable[np.ndarray],
                 optimizer: torch.optim.Optimizer, loss_fn: nn.Module, norm: Normalizer, augment: BatchAugment,
-                gen: torch.Generator, scaler, dtype: Optional[torch.dtype], progress: Callable = None) -> EpochResult:
+                gen: torch.Generator, scaler, dtype: Optional[torch.dtype], progress: Callable = None,
+                on_step: Optional[Callable[[int], object]] = None) -> EpochResult:
     """One pass of optimisation over ``order_batches`` (index arrays into ``images``)."""
     model.train()
     start, total_loss, count = time.perf_counter(), 0.0, 0
     trues: List[np.ndarray] = []
     preds: List[torch.Tensor] = []
     device = norm.device
-    for idx in order_batches:
+    for step, idx in enumerate(order_batches):
+        if on_step is not None:
+            on_step(step)
         idx = np.sort(idx) if isinstance(images, np.memmap) else idx
         x = augment(torch.from_numpy(images[idx]), norm, gen)
         y = torch.from_numpy(labels[idx]).to(device, non_blocking=True)

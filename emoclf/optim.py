@@ -26,16 +26,21 @@ def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=t.lr)
 
 
-def scheduled_lr(cfg: Config, epoch: int) -> float:
-    """Learning rate of 0-based ``epoch`` for warm-up plus cosine/step/none (plateau adapts separately)."""
+def scheduled_lr(cfg: Config, epoch: float, time_fraction: float = 0.0) -> float:
+    """Learning rate at fractional ``epoch`` (0-based) for warm-up then cosine/step/none; plateau adapts separately.
+
+    With a time limit, cosine follows whichever is further along, epochs or the time budget, so a
+    run cut short by ``train.time_limit`` still ends at a low learning rate.
+    """
     t = cfg.train
     if epoch < t.warmup_epochs:
-        return t.lr * (epoch + 1) / (t.warmup_epochs + 1)
+        return t.lr * max(epoch / t.warmup_epochs, 0.01)
     if t.scheduler == "cosine":
         span = max(1, t.epochs - t.warmup_epochs)
-        return t.lr * 0.5 * (1 + math.cos(math.pi * (epoch - t.warmup_epochs) / span))
+        progress = min(1.0, max((epoch - t.warmup_epochs) / span, time_fraction))
+        return t.lr * 0.5 * (1 + math.cos(math.pi * progress))
     if t.scheduler == "step":
-        return t.lr * t.gamma ** ((epoch - t.warmup_epochs) // t.step_size)
+        return t.lr * t.gamma ** (int(epoch - t.warmup_epochs) // t.step_size)
     return t.lr
 
 

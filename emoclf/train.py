@@ -148,10 +148,14 @@ class Trainer:
         extra["channels_last"] = self.state.channels_last
         return ck.make_checkpoint(self.raw_model, self.cfg, self.class_names, self.state.epoch, metrics, extra)
 
-    def _set_lr(self, epoch: int) -> float:
-        if self.cfg.train.scheduler == "plateau" and epoch >= self.cfg.train.warmup_epochs:
+    def _set_lr(self, epoch: float, started: float) -> float:
+        """Per-step learning rate; under a time limit the schedule also follows the elapsed share of it."""
+        t = self.cfg.train
+        if t.scheduler == "plateau" and epoch >= t.warmup_epochs:
             return self.optimizer.param_groups[0]["lr"]
-        lr = scheduled_lr(self.cfg, epoch)
+        elapsed = self.state.train_seconds + time.perf_counter() - started
+        fraction = dd.all_max(elapsed / (t.time_limit * 60), self.dist) if t.time_limit else 0.0
+        lr = scheduled_lr(self.cfg, epoch, fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         return lr
@@ -172,18 +176,20 @@ class Trainer:
 
     def train_pass(self, deadline: Optional[float] = None) -> Dict:
         """One training pass over this epoch's order (seeded by the epoch, so a resumed run repeats it)."""
-        cfg, e = self.cfg, self.state.epoch
-        lr = self._set_lr(e)
+        cfg, e, started = self.cfg, self.state.epoch, time.perf_counter()
+        lr = self._set_lr(e, started)
         torch.manual_seed(cfg.seed * 100_003 + e)
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + e)
         order = dd.shard(epoch_order(self.train.labels, e, cfg.seed, cfg.train.sampler == "balanced"), self.dist)
         steps = batches(order, cfg.train.batch_size)
+        per_epoch = max(len(steps), 1)
+        on_step = lambda i: self._set_lr(e + i / per_epoch, started)  # noqa: E731
         if deadline is not None:
             steps = _until(steps, deadline, self.dist)
         bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}", self.dist.is_main)
         try:
             res = train_epoch(self.model, self.train.images, self.train.labels, steps, self.optimizer, self.loss_fn,
-                              self.norm, self.augment, gen, self.scaler, self.dtype, bar)
+                              self.norm, self.augment, gen, self.scaler, self.dtype, bar, on_step)
         finally:
             bar.close()
         return {"lr": lr, "images": res.count, **self._train_metrics(res)}
@@ -253,8 +259,12 @@ class Trainer:
 
 def _device(name: str, info: dd.DistInfo) -> torch.device:
     device = select_device(name)
-    if info.enabled and device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", info.local_rank)
+    if info.enabled and device.type == "cuda":
+        if info.local_world > torch.cuda.device_count():
+            raise ValueError(f"torchrun started {info.local_world} processes on this node but it has "
+                             f"{torch.cuda.device_count()} GPU(s); use --nproc_per_node={torch.cuda.device_count()} "
+                             f"or --set train.device=cpu.")
+        device = torch.device("cuda", info.local_rank) if device.index is None else device
     return device
 
 
