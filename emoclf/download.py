@@ -71,14 +71,23 @@ def format_table(counts: Dict[str, Dict[str, int]]) -> str:
     return "\n".join(rows)
 
 
-def count_images(root: Path) -> Dict[str, Dict[str, int]]:
-    """Images per split and class folder under a dataset root (class folders directly under it count as train)."""
+def dataset_files(root: Path) -> List[Tuple[str, str, Path]]:
+    """(split, class folder name, path) of every image under a dataset root; class folders alone count as train."""
     splits = find_splits(root) or {"train": root}
+    found = []
+    for split in [s for s in SPLIT_ORDER if s in splits]:  # find_splits only knows these three
+        for class_dir in _subdirs(splits[split]):
+            files = sorted(p for p in class_dir.rglob("*") if is_image_name(p) and not _is_hidden(p) and p.is_file())
+            found.extend((split, class_dir.name, p) for p in files)
+    return found
+
+
+def count_images(root: Path) -> Dict[str, Dict[str, int]]:
+    """Images per split and class folder under a dataset root."""
     counts: Dict[str, Dict[str, int]] = {}
-    for split, folder in splits.items():
-        for class_dir in _subdirs(folder):
-            n = sum(1 for p in class_dir.rglob("*") if is_image_name(p) and not _is_hidden(p) and p.is_file())
-            counts.setdefault(split, {})[class_dir.name] = n
+    for split, folder, _ in dataset_files(root):
+        per_class = counts.setdefault(split, {})
+        per_class[folder] = per_class.get(folder, 0) + 1
     return counts
 
 
