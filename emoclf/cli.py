@@ -72,15 +72,10 @@ def cmd_models(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse tree of every subcommand."""
-    parser = argparse.ArgumentParser(prog="emoclf", description="Train, evaluate, compare and run facial-emotion "
-                                     "classifiers from a YAML config.")
-    parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    p = sub.add_parser("download", help="get a dataset into data/: Drive link or id, URL, archive, folder or fer2013.csv")
+def _add_data_commands(sub) -> None:
+    """Parsers of the commands that bring in and look at a dataset."""
+    p = sub.add_parser("download", help="get a dataset into data/: Drive link or id, URL, archive, folder or "
+                       "fer2013.csv")
     p.add_argument("--source", "-s", help="Google Drive link or id, http(s) URL of a zip/tar, local .zip/.tar.gz, "
                    "folder, or FER2013 fer2013.csv (default: the course dataset on Google Drive)")
     p.add_argument("--dest", default="data", help="folder to put the dataset in (default: data)")
@@ -97,6 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="outputs/inspect", help="report folder (default: outputs/inspect)")
     p.add_argument("--samples", type=int, default=8, help="images per class in the sample grid (default: 8)")
     p.set_defaults(func=cmd_inspect)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of every subcommand."""
+    parser = argparse.ArgumentParser(prog="emoclf", description="Train, evaluate, compare and run facial-emotion "
+                                     "classifiers from a YAML config.")
+    parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_data_commands(sub)
 
     p = sub.add_parser("train", help="train one model into outputs/<name>/")
     _add_config_args(p)

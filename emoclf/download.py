@@ -132,14 +132,13 @@ def _inner_csv(unpacked: Path) -> Optional[Path]:
 
 def _unpack(src: sources.Source, path: Path, work: Path, limit: int) -> Path:
     out = work / "unpacked"
+    if src.kind == "folder":
+        shutil.copytree(path, out, ignore=shutil.ignore_patterns(".emoclf-cache", PARTIAL + "*"),
+                        ignore_dangling_symlinks=True)
+        return out
     out.mkdir()
     if src.kind == "csv":
         fercsv.convert(path, out)
-        return out
-    if src.kind == "folder":
-        shutil.rmtree(out)
-        shutil.copytree(path, out, ignore=shutil.ignore_patterns(".emoclf-cache", PARTIAL + "*"),
-                        ignore_dangling_symlinks=True)
         return out
     log.info("Unpacking %s", path)
     archive.extract(path, out, limit)
@@ -216,7 +215,8 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
     if src.kind == "folder" and _inside(src.path, dest_path):
         return _record_in_place(src, dest_path, identity)
     if src.kind == "folder" and _inside(dest_path, src.path):
-        raise ValueError(f"--dest '{dest_path}' lies inside the source folder '{src.path}'; choose a --dest outside it.")
+        raise ValueError(f"--dest '{dest_path}' lies inside the source folder '{src.path}'; choose a --dest "
+                         f"outside it.")
     if dest_path.exists() and not dest_path.is_dir():
         raise ValueError(f"--dest '{dest_path}' is a file; pass a folder (default: data).")
     created = not dest_path.exists()

@@ -11,7 +11,7 @@ import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -29,8 +29,20 @@ PROBE_VERSION = 2
 LEAK_PAIRS = (("train", "validation"), ("train", "test"), ("validation", "test"))
 
 
-def probe(path: str) -> Tuple[int, int, str, str, str, str, bool]:
-    """(width, height, mode, format, pixel hash, error, blank) of one file; the hash covers size, mode and pixels."""
+class Probe(NamedTuple):
+    """What one file holds; ``digest`` covers size, mode and the raw decoded pixels."""
+
+    width: int
+    height: int
+    mode: str
+    format: str
+    digest: str
+    error: str  # empty when the file decodes
+    blank: bool  # every pixel the same colour
+
+
+def probe(path: str) -> Probe:
+    """Size, mode, format, pixel hash and blankness of one file, or the reason it cannot be decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -44,24 +56,24 @@ def probe(path: str) -> Tuple[int, int, str, str, str, str, bool]:
                 extrema = img.getextrema()
                 bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
                 blank = all(lo == hi for lo, hi in bands)
-                return w, h, mode, fmt, digest.hexdigest(), "", blank
+                return Probe(w, h, mode, fmt, digest.hexdigest(), "", blank)
     except Exception as exc:  # any decoder failure makes the file "unreadable", never a crash
-        return 0, 0, "", "", "", f"{type(exc).__name__}: {str(exc)[:160]}", False
+        return Probe(0, 0, "", "", "", f"{type(exc).__name__}: {str(exc)[:160]}", False)
 
 
-def probe_all(paths: Sequence[Path], cache_dir: Path) -> Tuple[List[list], bool]:
+def probe_all(paths: Sequence[Path], cache_dir: Path) -> Tuple[List[Probe], bool]:
     """Probe every file once; results are cached by path, size and mtime. Returns (probes, from_cache)."""
     # cache_key's size/grayscale/aspect slots only need to differ from any image cache's.
     key = cache_key(paths, 0, False, f"inspect-v{PROBE_VERSION}")
     cached = Path(cache_dir) / f"inspect-{key}.json"
     if cached.is_file():
         try:
-            probes = json.loads(cached.read_text(encoding="utf-8"))
+            probes = [Probe(*row) for row in json.loads(cached.read_text(encoding="utf-8"))]
             if len(probes) == len(paths):
                 return probes, True
-        except ValueError:
+        except (ValueError, TypeError):
             pass  # a damaged cache file is rebuilt
-    probes = [list(p) for p in parallel_map(probe, [str(p) for p in paths], "inspecting")]
+    probes = list(parallel_map(probe, [str(p) for p in paths], "inspecting"))
     try:
         atomic_write_json(cached, probes)
     except OSError as exc:
@@ -69,11 +81,11 @@ def probe_all(paths: Sequence[Path], cache_dir: Path) -> Tuple[List[list], bool]
     return probes, False
 
 
-def _groups(files: List[Tuple[str, str, Path]], probes: List[list]) -> List[List[int]]:
+def _groups(files: List[Tuple[str, str, Path]], probes: List[Probe]) -> List[List[int]]:
     by_hash: Dict[str, List[int]] = defaultdict(list)
     for i, p in enumerate(probes):
-        if p[4]:
-            by_hash[p[4]].append(i)
+        if p.digest:
+            by_hash[p.digest].append(i)
     return [g for g in by_hash.values() if len(g) > 1]
 
 
@@ -100,12 +112,12 @@ def _describe_group(group: List[int], files, root: Path) -> dict:
 def _leakage(files, probes) -> Dict[str, int]:
     hashes: Dict[str, set] = defaultdict(set)
     for (split, _, _), p in zip(files, probes):
-        if p[4]:
-            hashes[split].add(p[4])
+        if p.digest:
+            hashes[split].add(p.digest)
     out = {}
     for a, b in LEAK_PAIRS:
         if a in hashes and b in hashes:
-            out[f"{b}_in_{a}"] = sum(1 for (s, _, _), p in zip(files, probes) if s == b and p[4] in hashes[a])
+            out[f"{b}_in_{a}"] = sum(1 for (s, _, _), p in zip(files, probes) if s == b and p.digest in hashes[a])
     return out
 
 
@@ -113,7 +125,7 @@ def _samples(files, probes, per_class: int, root: Path) -> Dict[str, List[str]]:
     pools: Dict[str, List[str]] = defaultdict(list)
     first_split = files[0][0]
     for (split, folder, path), p in zip(files, probes):
-        if split == first_split and not p[5]:
+        if split == first_split and not p.error:
             pools[lbl.canonical(folder)].append(path.relative_to(root).as_posix())
     rng = np.random.default_rng(0)
     return {c: sorted(rng.choice(pools[c], size=min(per_class, len(pools[c])), replace=False).tolist())
@@ -121,20 +133,21 @@ def _samples(files, probes, per_class: int, root: Path) -> Dict[str, List[str]]:
 
 
 def _sizes(probes) -> List[dict]:
-    counts = Counter((p[0], p[1], p[2], p[3]) for p in probes if not p[5])
+    counts = Counter((p.width, p.height, p.mode, p.format) for p in probes if not p.error)
     return [{"width": w, "height": h, "mode": m, "format": f, "images": n}
             for (w, h, m, f), n in counts.most_common()]
 
 
-def analyse(root: Path, files: List[Tuple[str, str, Path]], probes: List[list], samples: int) -> dict:
+def analyse(root: Path, files: List[Tuple[str, str, Path]], probes: List[Probe], samples: int) -> dict:
     """Every number of the report, as plain JSON-ready data."""
     counts: Dict[str, Dict[str, int]] = defaultdict(dict)
     for (split, folder), n in Counter((f[0], f[1]) for f in files).items():
         counts[split][folder] = n
     groups = sorted((_describe_group(g, files, root) for g in _groups(files, probes)),
                     key=lambda g: (-len(g["kinds"]), -len(g["files"]), g["files"][0]["path"]))
-    unreadable = [{"path": f[2].relative_to(root).as_posix(), "error": p[5]} for f, p in zip(files, probes) if p[5]]
-    blank = [f[2].relative_to(root).as_posix() for f, p in zip(files, probes) if p[6]]
+    rel = [path.relative_to(root).as_posix() for _, _, path in files]
+    unreadable = [{"path": r, "error": p.error} for r, p in zip(rel, probes) if p.error]
+    blank = [r for r, p in zip(rel, probes) if p.blank]
     return {"root": str(root), "images": len(files), "counts": dict(counts), "sizes": _sizes(probes),
             "unreadable": unreadable, "blank": blank, "duplicate_groups": len(groups),
             "duplicate_extra_copies": sum(len(g["files"]) - 1 for g in groups),
@@ -156,14 +169,16 @@ class Report:
 
     out: Path
     data: dict
+    seconds: float  # wall time of the whole command, figures included
 
     def summary(self) -> str:
         """A few lines for the terminal."""
         d = self.data
         leaks = leak_text(d["leakage"]) or "no second split"
-        return (f"Inspected {d['images']} images under {d['root']} in {d['seconds']:.1f} s"
-                f"{' (cached)' if d['cached'] else ''}.\n"
-                f"Unreadable: {len(d['unreadable'])}. Blank (one colour): {len(d['blank'])}. Exact-duplicate groups: {d['duplicate_groups']} "
+        return (f"Inspected {d['images']} images under {d['root']} in {self.seconds:.1f} s "
+                f"(scan {d['seconds']:.1f} s{', from the cache' if d['cached'] else ''}).\n"
+                f"Unreadable: {len(d['unreadable'])}. Blank (one colour): {len(d['blank'])}. "
+                f"Exact-duplicate groups: {d['duplicate_groups']} "
                 f"({d['duplicate_extra_copies']} extra copies; {d['within_split_groups']} within a split). "
                 f"Leakage: {leaks}. Conflicting labels: {d['conflicting_label_groups']} groups.\n"
                 f"Report: {self.out / 'inspect.md'}")
@@ -217,10 +232,12 @@ def inspect_dataset(folder: Optional[str] = None, config: Optional[str] = None, 
     data = analyse(root, files, probes, samples)
     data.update(seconds=time.time() - started, cached=cached)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_path.parent.glob(f".{out_path.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run that was killed
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.partial-", dir=out_path.parent))
     try:
         write_report(tmp, data)
         _publish(tmp, out_path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Report(out_path, data)
+    return Report(out_path, data, time.time() - started)
