@@ -1,6 +1,7 @@
 """Where a dataset comes from: a Google Drive link or id, an http(s) URL, a local archive, folder or CSV."""
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ from .fercsv import is_fer_csv
 
 DEFAULT_SOURCE = "https://drive.google.com/file/d/1aPHE00zkDhEV1waJKhaOJMdN6-lUc0iT/view?usp=sharing"
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
+TIMEOUT_S = 60  # seconds without a byte before a download counts as failed
 DRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{20,}$")
 OFFLINE_HINT = ("Without internet, download the file on another machine and pass it: "
                 "`emoclf download --source path/to/archive.zip` (a folder or a fer2013.csv works too).")
@@ -114,8 +116,11 @@ def _fetch_drive(file_id: str, folder: Path) -> Path:
         import gdown
     except ImportError:
         raise RuntimeError(f"gdown is not installed (pip install gdown). {OFFLINE_HINT}") from None
+    kwargs = dict(id=file_id, output=str(folder) + os.sep, quiet=not sys.stderr.isatty())
+    if "timeout" in inspect.signature(gdown.download).parameters:  # older gdown has no timeout and may wait forever
+        kwargs["timeout"] = TIMEOUT_S
     try:
-        out = gdown.download(id=file_id, output=str(folder) + os.sep, quiet=not sys.stderr.isatty())
+        out = gdown.download(**kwargs)
     except Exception as exc:  # gdown's exceptions differ between versions; all become one clear message
         raise _failure("drive.google.com", exc) from None
     if not out or not Path(out).is_file():  # older gdown returns None instead of raising
@@ -132,7 +137,7 @@ def _url_name(resp, url: str) -> str:
 def _fetch_url(url: str, folder: Path) -> Path:
     request = urllib.request.Request(url, headers={"User-Agent": f"emoclf/{__version__}"})
     try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as resp:
             path = folder / _url_name(resp, url)
             with open(path, "wb") as out:
                 shutil.copyfileobj(resp, out, 1 << 20)

@@ -321,3 +321,21 @@ def test_archive_without_a_dataset_is_refused(tmp_path):
     zpath = _zip_dir(tmp_path / "src", tmp_path / "docs.zip")
     with pytest.raises(ValueError, match="No dataset in .*train/<class>/.*It holds: docs"):
         dl.download(str(zpath), str(tmp_path / "data"))
+
+
+def test_drive_download_success_path_without_network(nested_zip, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_download(id=None, output=None, quiet=False, timeout=None):
+        calls.append((id, timeout))
+        target = Path(output) / "datos_zip.zip"
+        target.write_bytes(nested_zip.read_bytes())
+        return str(target)
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download=fake_download))
+    dest = tmp_path / "data"
+    res = dl.download(sources.DEFAULT_SOURCE, str(dest))
+    assert calls == [("1aPHE00zkDhEV1waJKhaOJMdN6-lUc0iT", sources.TIMEOUT_S)]
+    assert res.root == dest / "datos_zip" / "datos_zip" / "dataset_emociones"
+    assert not any(p.suffix == ".zip" for p in dest.rglob("*"))  # the downloaded archive is not kept
+    assert dl.download("1aPHE00zkDhEV1waJKhaOJMdN6-lUc0iT", str(dest)).already and len(calls) == 1
