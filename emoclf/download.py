@@ -51,22 +51,19 @@ class Result:
 def format_table(counts: Dict[str, Dict[str, int]]) -> str:
     """Per-class rows, per-split columns; a folder whose name is not the canonical label shows 'folder -> label'."""
     splits = [s for s in SPLIT_ORDER if s in counts] + sorted(set(counts) - set(SPLIT_ORDER))
-    per_label: Dict[str, Dict[str, int]] = {}
+    merged = {s: lbl.merge_counts(counts[s]) for s in splits}
     folders: Dict[str, set] = {}
     for split in splits:
-        for folder, n in counts[split].items():
-            label = lbl.canonical(folder)
-            row = per_label.setdefault(label, {})
-            row[split] = row.get(split, 0) + n
-            folders.setdefault(label, set()).add(folder)
+        for folder in counts[split]:
+            folders.setdefault(lbl.canonical(folder), set()).add(folder)
     names = {}
-    for label in per_label:
-        other = sorted(f for f in folders[label] if f != label)
+    for label, found in folders.items():
+        other = sorted(f for f in found if f != label)
         names[label] = f"{'/'.join(other)} -> {label}" if other else label
     width = max([len("class"), len("total")] + [len(v) for v in names.values()])
     rows = [f"{'class':<{width}}" + "".join(f"{s:>12}" for s in splits)]
-    for label in lbl.ordered(per_label):
-        rows.append(f"{names[label]:<{width}}" + "".join(f"{per_label[label].get(s, 0):>12}" for s in splits))
+    for label in lbl.ordered(folders):
+        rows.append(f"{names[label]:<{width}}" + "".join(f"{merged[s].get(label, 0):>12}" for s in splits))
     rows.append(f"{'total':<{width}}" + "".join(f"{sum(counts[s].values()):>12}" for s in splits))
     return "\n".join(rows)
 
@@ -82,13 +79,18 @@ def dataset_files(root: Path) -> List[Tuple[str, str, Path]]:
     return found
 
 
-def count_images(root: Path) -> Dict[str, Dict[str, int]]:
-    """Images per split and class folder under a dataset root."""
+def tally(files: List[Tuple[str, str, Path]]) -> Dict[str, Dict[str, int]]:
+    """Images per split and class folder of a :func:`dataset_files` list."""
     counts: Dict[str, Dict[str, int]] = {}
-    for split, folder, _ in dataset_files(root):
+    for split, folder, _ in files:
         per_class = counts.setdefault(split, {})
         per_class[folder] = per_class.get(folder, 0) + 1
     return counts
+
+
+def count_images(root: Path) -> Dict[str, Dict[str, int]]:
+    """Images per split and class folder under a dataset root."""
+    return tally(dataset_files(root))
 
 
 def _is_class_folder_root(folder: Path) -> bool:

@@ -19,7 +19,7 @@ from PIL import Image
 from . import labels as lbl
 from .cache import cache_key, default_cache_dir, parallel_map
 from .data import resolve_root
-from .download import dataset_files
+from .download import dataset_files, tally
 from .imaging import MAX_PIXELS
 from .inspect_report import write_report
 from .io import atomic_write_json
@@ -140,15 +140,12 @@ def _sizes(probes) -> List[dict]:
 
 def analyse(root: Path, files: List[Tuple[str, str, Path]], probes: List[Probe], samples: int) -> dict:
     """Every number of the report, as plain JSON-ready data."""
-    counts: Dict[str, Dict[str, int]] = defaultdict(dict)
-    for (split, folder), n in Counter((f[0], f[1]) for f in files).items():
-        counts[split][folder] = n
     groups = sorted((_describe_group(g, files, root) for g in _groups(files, probes)),
                     key=lambda g: (-len(g["kinds"]), -len(g["files"]), g["files"][0]["path"]))
     rel = [path.relative_to(root).as_posix() for _, _, path in files]
     unreadable = [{"path": r, "error": p.error} for r, p in zip(rel, probes) if p.error]
     blank = [r for r, p in zip(rel, probes) if p.blank]
-    return {"root": str(root), "images": len(files), "counts": dict(counts), "sizes": _sizes(probes),
+    return {"root": str(root), "images": len(files), "counts": tally(files), "sizes": _sizes(probes),
             "unreadable": unreadable, "blank": blank, "duplicate_groups": len(groups),
             "duplicate_extra_copies": sum(len(g["files"]) - 1 for g in groups),
             "leakage": _leakage(files, probes),

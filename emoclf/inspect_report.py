@@ -36,9 +36,7 @@ def _write_csvs(folder: Path, data: dict) -> None:
 
 def _imbalance(counts: Dict[str, Dict[str, int]]) -> str:
     split = next(iter(counts))
-    merged: Dict[str, int] = {}
-    for folder, n in counts[split].items():
-        merged[lbl.canonical(folder)] = merged.get(lbl.canonical(folder), 0) + n
+    merged = lbl.merge_counts(counts[split])
     big, small = max(merged, key=merged.get), min(merged, key=merged.get)
     ratio = merged[big] / max(merged[small], 1)
     return (f"Largest {split} class: {big} ({merged[big]}); smallest: {small} ({merged[small]}); ratio {ratio:.1f}. "

@@ -130,15 +130,11 @@ def _show(ax, path: Path, title: str = "") -> None:
 @safe_plot
 def plot_class_distribution(inspect_json: Path, out: Path) -> Path:
     """Images per class, one bar chart per split, from ``emoclf inspect``'s inspect.json."""
-    from .labels import canonical, ordered
+    from .labels import merge_counts, ordered
 
     plt = _plt()
     counts = _read_inspection(inspect_json)["counts"]
-    per_split: Dict[str, Dict[str, int]] = {}
-    for split, folders in counts.items():
-        merged = per_split.setdefault(split, {})
-        for folder, n in folders.items():
-            merged[canonical(folder)] = merged.get(canonical(folder), 0) + n
+    per_split = {split: merge_counts(folders) for split, folders in counts.items()}
     classes = ordered({c for merged in per_split.values() for c in merged})
     width = max(4.0, 0.6 * len(classes) + 1.5)
     fig, axes = plt.subplots(1, len(per_split), figsize=(width * len(per_split), 4), squeeze=False)
