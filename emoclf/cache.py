@@ -9,7 +9,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -59,18 +59,22 @@ def _workers(n: int) -> int:
     return max(0, min(os.cpu_count() or 1, 8))
 
 
-def _decode_all(paths: Sequence[Path], size: int, grayscale: bool, aspect: str, desc: str):
+def parallel_map(fn: Callable, jobs: Sequence, desc: str) -> Iterator:
+    """``fn`` over ``jobs`` in order with a progress bar; in a process pool when there are many."""
     from tqdm import tqdm
 
-    jobs = [(str(p), size, grayscale, aspect) for p in paths]
     workers = _workers(len(jobs))
     bar = dict(total=len(jobs), desc=desc, unit="img", leave=False, disable=None, mininterval=0.5)
     if workers <= 1:
-        yield from tqdm(map(_decode_one, jobs), **bar)
+        yield from tqdm(map(fn, jobs), **bar)
         return
     ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        yield from tqdm(pool.map(_decode_one, jobs, chunksize=256), **bar)
+        yield from tqdm(pool.map(fn, jobs, chunksize=256), **bar)
+
+
+def _decode_all(paths: Sequence[Path], size: int, grayscale: bool, aspect: str, desc: str):
+    return parallel_map(_decode_one, [(str(p), size, grayscale, aspect) for p in paths], desc)
 
 
 def _build(paths, size, grayscale, aspect, npy: Path, meta: Path, desc: str) -> None:

@@ -37,6 +37,22 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_download(args) -> int:
+    from .download import download
+
+    result = download(args.source, args.dest, force=args.force, max_gb=args.max_size)
+    print(result.summary())
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    from .inspect_data import inspect_dataset
+
+    report = inspect_dataset(args.dir, config=args.config, out=args.out, samples=args.samples)
+    print(report.summary())
+    return 0
+
+
 def cmd_demo_data(args) -> int:
     from .synthetic import SPANISH, make_dataset
 
@@ -55,6 +71,28 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _add_data_commands(sub) -> None:
+    """Parsers of the commands that bring in and look at a dataset."""
+    p = sub.add_parser("download", help="get a dataset into data/: Drive link or id, URL, archive, folder or "
+                       "fer2013.csv")
+    p.add_argument("--source", "-s", help="Google Drive link or id, http(s) URL of a zip/tar, local .zip/.tar.gz, "
+                   "folder, or FER2013 fer2013.csv (default: the course dataset on Google Drive)")
+    p.add_argument("--dest", default="data", help="folder to put the dataset in (default: data)")
+    p.add_argument("--force", action="store_true", help="download and unpack again even if already there")
+    p.add_argument("--max-size", type=float, metavar="GB", help="refuse archives that unpack to more than this "
+                   "(default: $EMOCLF_MAX_EXTRACT_GB or 50)")
+    p.set_defaults(func=cmd_download)
+
+    p = sub.add_parser("inspect", help="look at a dataset: class balance, samples, sizes, unreadable files, "
+                       "duplicates, train/validation leakage")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("dir", nargs="?", help="dataset folder (default: data, or data.root of --config)")
+    where.add_argument("--config", "-c", help="YAML experiment file whose data.root to inspect")
+    p.add_argument("--out", default="outputs/inspect", help="report folder (default: outputs/inspect)")
+    p.add_argument("--samples", type=int, default=8, help="images per class in the sample grid (default: 8)")
+    p.set_defaults(func=cmd_inspect)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(prog="emoclf", description="Train, evaluate, compare and run facial-emotion "
@@ -62,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emoclf {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_data_commands(sub)
 
     p = sub.add_parser("train", help="train one model into outputs/<name>/")
     _add_config_args(p)
@@ -111,7 +151,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"emoclf {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"emoclf {args.command}: interrupted. A training run continues with --resume.", file=sys.stderr)
+        hint = {"download": "Nothing half-done was installed; run it again.",
+                "inspect": "No partial report was left."}.get(args.command, "A training run continues with --resume.")
+        print(f"emoclf {args.command}: interrupted. {hint}", file=sys.stderr)
         return 130
     except (RuntimeError, OSError) as exc:
         print(f"emoclf {args.command}: failed: {exc}", file=sys.stderr)

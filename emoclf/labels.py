@@ -40,3 +40,12 @@ def ordered(names: Iterable[str]) -> List[str]:
     unique = set(names)
     known = [n for n in CANONICAL if n in unique]
     return known + sorted(unique - set(CANONICAL))
+
+
+def merge_counts(counts: Dict[str, int]) -> Dict[str, int]:
+    """Counts per folder name summed per canonical label (alegria/ and happy/ both count as happy)."""
+    merged: Dict[str, int] = {}
+    for name, n in counts.items():
+        label = canonical(name)
+        merged[label] = merged.get(label, 0) + n
+    return merged

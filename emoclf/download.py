@@ -1,0 +1,258 @@
+"""``emoclf download``: get a dataset from a Drive link, URL, archive, folder or fer2013.csv into ``data/``."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from . import archive, fercsv, sources
+from . import labels as lbl
+from .data import MARKER, _is_hidden, _subdirs, find_splits
+from .imaging import is_image_name
+from .io import atomic_write_json
+
+log = logging.getLogger(__name__)
+PARTIAL = ".emoclf-partial-"  # hidden, so dataset discovery never mistakes a half-written folder for data
+RECORD_FORMAT = 1
+SPLIT_ORDER = ("train", "validation", "test")
+
+
+@dataclass
+class Result:
+    """What `emoclf download` did: where the dataset root is and how many images each split/class holds."""
+
+    dest: Path
+    root: Path
+    counts: Dict[str, Dict[str, int]]  # split -> class folder name -> images
+    source: str
+    already: bool = False
+    seconds: float = 0.0
+    notes: List[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """Human-readable report: what happened, where the root is, and the count table."""
+        if self.already:
+            head = (f"Already there: {self.root} (from {self.source}). Nothing to do; pass --force to "
+                    f"download and unpack it again.")
+        else:
+            head = f"Dataset from {self.source} ready in {self.seconds:.1f} s.\nDataset root: {self.root}"
+        lines = [head, f"Recorded in {self.dest / MARKER}: `emoclf train` finds it with data.root={self.dest}.",
+                 "", format_table(self.counts)]
+        return "\n".join(lines + [f"Note: {n}" for n in self.notes])
+
+
+def format_table(counts: Dict[str, Dict[str, int]]) -> str:
+    """Per-class rows, per-split columns; a folder whose name is not the canonical label shows 'folder -> label'."""
+    splits = [s for s in SPLIT_ORDER if s in counts] + sorted(set(counts) - set(SPLIT_ORDER))
+    merged = {s: lbl.merge_counts(counts[s]) for s in splits}
+    folders: Dict[str, set] = {}
+    for split in splits:
+        for folder in counts[split]:
+            folders.setdefault(lbl.canonical(folder), set()).add(folder)
+    names = {}
+    for label, found in folders.items():
+        other = sorted(f for f in found if f != label)
+        names[label] = f"{'/'.join(other)} -> {label}" if other else label
+    width = max([len("class"), len("total")] + [len(v) for v in names.values()])
+    rows = [f"{'class':<{width}}" + "".join(f"{s:>12}" for s in splits)]
+    for label in lbl.ordered(folders):
+        rows.append(f"{names[label]:<{width}}" + "".join(f"{merged[s].get(label, 0):>12}" for s in splits))
+    rows.append(f"{'total':<{width}}" + "".join(f"{sum(counts[s].values()):>12}" for s in splits))
+    return "\n".join(rows)
+
+
+def dataset_files(root: Path) -> List[Tuple[str, str, Path]]:
+    """(split, class folder name, path) of every image under a dataset root; class folders alone count as train."""
+    splits = find_splits(root) or {"train": root}
+    found = []
+    for split in [s for s in SPLIT_ORDER if s in splits]:  # find_splits only knows these three
+        for class_dir in _subdirs(splits[split]):
+            files = sorted(p for p in class_dir.rglob("*") if is_image_name(p) and not _is_hidden(p) and p.is_file())
+            found.extend((split, class_dir.name, p) for p in files)
+    return found
+
+
+def tally(files: List[Tuple[str, str, Path]]) -> Dict[str, Dict[str, int]]:
+    """Images per split and class folder of a :func:`dataset_files` list."""
+    counts: Dict[str, Dict[str, int]] = {}
+    for split, folder, _ in files:
+        per_class = counts.setdefault(split, {})
+        per_class[folder] = per_class.get(folder, 0) + 1
+    return counts
+
+
+def count_images(root: Path) -> Dict[str, Dict[str, int]]:
+    """Images per split and class folder under a dataset root."""
+    return tally(dataset_files(root))
+
+
+def _is_class_folder_root(folder: Path) -> bool:
+    known = [d for d in _subdirs(folder) if lbl.canonical(d.name) in lbl.CANONICAL]
+    return len(known) >= 2
+
+
+def find_root(folder: Path, max_depth: int = 6) -> Optional[Path]:
+    """The shallowest folder holding split folders (train/, validation/, ...), else emotion class folders."""
+    level, fallback = [folder], None
+    for _ in range(max_depth + 1):
+        for d in level:
+            if any(_subdirs(s) for s in find_splits(d).values()):
+                return d
+            if fallback is None and _is_class_folder_root(d):
+                fallback = d
+        level = [s for d in level for s in _subdirs(d)]
+    return fallback
+
+
+def _locate(unpacked: Path, what: str) -> Tuple[Path, Dict[str, Dict[str, int]]]:
+    """The dataset root and its counts; raises ValueError when ``what`` holds no labelled images."""
+    root = find_root(unpacked)
+    if root is None:
+        found = ", ".join(p.name for p in sorted(unpacked.iterdir())[:10]) or "nothing"
+        raise ValueError(f"No dataset in {what}: expected train/<class>/ image folders (e.g. train/happy/001.jpg), "
+                         f"optionally with validation/ and test/, or a fer2013.csv. It holds: {found}.")
+    counts = count_images(root)
+    if not any(n for per_class in counts.values() for n in per_class.values()):
+        raise ValueError(f"The class folders under {root.name} in {what} hold no image files (.jpg, .png, ...).")
+    return root, counts
+
+
+def _inner_csv(unpacked: Path) -> Optional[Path]:
+    # Kaggle's fer2013.tar.gz holds fer2013/fer2013.csv instead of image folders.
+    for path in sorted(unpacked.rglob("*.csv")):
+        if fercsv.is_fer_csv(path):
+            return path
+    return None
+
+
+def _unpack(src: sources.Source, path: Path, work: Path, limit: int) -> Path:
+    out = work / "unpacked"
+    if src.kind == "folder":
+        shutil.copytree(path, out, ignore=shutil.ignore_patterns(".emoclf-cache", PARTIAL + "*"),
+                        ignore_dangling_symlinks=True)
+        return out
+    out.mkdir()
+    if src.kind == "csv":
+        fercsv.convert(path, out)
+        return out
+    log.info("Unpacking %s", path)
+    archive.extract(path, out, limit)
+    if find_root(out) is None:
+        csv_path = _inner_csv(out)
+        if csv_path is not None:
+            log.info("Converting %s to image folders", csv_path.name)
+            fercsv.convert(csv_path, out / "images")
+            csv_path.unlink()
+    return out
+
+
+def _folder_name(src: sources.Source, fetched: Path) -> str:
+    name = fetched.name if src.kind == "folder" else re.sub(r"(\.tar)?\.[A-Za-z0-9]{1,4}$", "", fetched.name)
+    name = re.sub(r"[^\w.-]+", "_", name).strip("._")
+    return name if name and name != Path(MARKER).stem else "dataset"
+
+
+def _read_record(dest: Path) -> Optional[dict]:
+    try:
+        return json.loads((dest / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _already_there(dest: Path, identity: dict, label: str) -> Optional[Result]:
+    record = _read_record(dest)
+    if not record or record.get("identity") != identity or not record.get("root"):
+        return None
+    root = dest / record["root"]
+    if not root.is_dir():
+        return None
+    counts = count_images(root)
+    result = Result(dest, root, counts, label, already=True)
+    if counts != record.get("counts"):
+        result.notes.append(f"the images under {root} differ from the download record (files added or removed "
+                            f"since); pass --force to restore the original dataset.")
+    return result
+
+
+def _check_target(target: Path, dest: Path, force: bool) -> None:
+    if not target.exists() or force:
+        return
+    record = _read_record(dest)
+    if not (record and record.get("root") and _inside(dest / record["root"], target)):
+        raise ValueError(f"'{target}' already exists and is not the dataset `emoclf download` recorded there. "
+                         f"Move it away, choose another --dest, or pass --force to replace it.")
+
+
+def _install(unpacked: Path, target: Path, dest: Path, work: Path) -> None:
+    # From here on no record claims a complete dataset until the new one is fully in place.
+    (dest / MARKER).unlink(missing_ok=True)
+    if target.exists() or target.is_symlink():
+        os.replace(target, work / "previous")
+    os.replace(unpacked, target)
+
+
+def _clean_partials(dest: Path) -> None:
+    for stale in dest.glob(PARTIAL + "*"):
+        log.info("Removing %s left by an interrupted download", stale)
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def download(source: Optional[str] = None, dest: str = "data", force: bool = False,
+             max_gb: Optional[float] = None) -> Result:
+    """Fetch, check and unpack ``source`` into ``dest``, then record where the dataset root is."""
+    src = sources.parse(source or sources.DEFAULT_SOURCE)
+    dest_path, limit, started = Path(dest).expanduser(), archive.max_bytes(max_gb), time.time()
+    identity = sources.identity(src)
+    if not force:
+        done = _already_there(dest_path, identity, src.label)
+        if done is not None:
+            return done
+    if src.kind == "folder" and _inside(src.path, dest_path):
+        return _record_in_place(src, dest_path, identity)
+    if src.kind == "folder" and _inside(dest_path, src.path):
+        raise ValueError(f"--dest '{dest_path}' lies inside the source folder '{src.path}'; choose a --dest "
+                         f"outside it.")
+    if dest_path.exists() and not dest_path.is_dir():
+        raise ValueError(f"--dest '{dest_path}' is a file; pass a folder (default: data).")
+    created = not dest_path.exists()
+    dest_path.mkdir(parents=True, exist_ok=True)
+    _clean_partials(dest_path)
+    work = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=dest_path))
+    try:
+        fetched = sources.fetch(src, work / "download")
+        unpacked = _unpack(src, fetched, work, limit)
+        root, counts = _locate(unpacked, src.label)
+        target = dest_path / _folder_name(src, fetched)
+        _check_target(target, dest_path, force)
+        _install(unpacked, target, dest_path, work)
+        final_root = target / root.relative_to(unpacked)
+        _write_record(dest_path, final_root, identity, src.label, counts)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if created and not any(dest_path.iterdir()):
+            dest_path.rmdir()  # a failed first download leaves no empty data/ behind
+    return Result(dest_path, final_root, counts, src.label, seconds=time.time() - started)
+
+
+def _write_record(dest: Path, root: Path, identity: dict, label: str, counts: Dict[str, Dict[str, int]]) -> None:
+    rel = os.path.relpath(root, dest)
+    atomic_write_json(dest / MARKER, {"format": RECORD_FORMAT, "root": rel, "source": label, "identity": identity,
+                                      "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def _record_in_place(src: sources.Source, dest: Path, identity: dict) -> Result:
+    root, counts = _locate(src.path, src.label)
+    _write_record(dest, root, identity, src.label, counts)
+    return Result(dest, root, counts, src.label, notes=[f"{src.path} is already inside {dest}: recorded, not copied."])
