@@ -38,6 +38,30 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from pathlib import Path
+
+    from .face import FaceDetector
+    from .predict import Predictor, default_run, describe, predict_inputs
+
+    info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
+    run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
+    print(f"Using run: {run} ({why})", file=info, flush=True)
+    detector = None
+    if args.haar:
+        detector = FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
+    predictor = Predictor(run, args.device, detector, args.margin)
+    emit = (lambda r: print(json.dumps(r), flush=True)) if args.json else (lambda r: print(describe(r)))
+    s = predict_inputs(predictor, args.inputs, Path(args.out), not args.no_figure, emit)
+    if s.figures:
+        print(f"{len(s.figures)} figure(s) in {args.out}", file=info)
+    if s.csv:
+        print(f"Scores of every image: {s.csv}", file=info)
+    if s.skipped:
+        print(f"Skipped {len(s.skipped)} unreadable file(s).", file=info)
+    return 0
+
+
 def cmd_demo_data(args) -> int:
     from .synthetic import SPANISH, make_dataset
 
@@ -77,6 +101,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average predictions over horizontal flips")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", help="emotion scores for images or folders, optionally per detected face")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (not searched recursively)")
+    p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
+                   "--runs-dir, else its newest finished run)")
+    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
+    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
+    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
+    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
+    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
+                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
+    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
+                   "(default 0.2)")
+    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
+    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv "
+                   "(default: outputs/predictions; same-named figures are replaced)")
+    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
+    p.add_argument("--no-figure", action="store_true", help="skip the figures (faster)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")
