@@ -38,6 +38,23 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from pathlib import Path
+
+    from .compare import compare
+
+    s = compare(args.runs, args.config, args.overrides, Path(args.out), args.overwrite, args.device)
+    width = max(len(r["run"]) for r in s["runs"])
+    for r in s["runs"]:
+        print(f"{r['run']:<{width}}  accuracy {r['accuracy']:.4f}  macro F1 {r['f1_macro']:.4f}  "
+              f"{r['inference_ms_per_image']:.2f} ms/image")
+    if s["warnings"]:
+        print(f"{len(s['warnings'])} warning(s): see above and in comparison.md")
+    print(f"Best model by macro F1: {s['best']['run']} ({s['best']['run_dir']})")
+    print(f"Comparison: {Path(s['out_dir']) / 'comparison.md'}")
+    return 0
+
+
 def cmd_predict(args) -> int:
     from pathlib import Path
 
@@ -101,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", action="store_true", help="average predictions over horizontal flips")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="train missing runs, then compare runs side by side")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="finished run folders to compare")
+    p.add_argument("--config", "-c", nargs="+", action="extend", default=[], metavar="YAML",
+                   help="experiment files; their runs are trained when missing and reused when finished")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value in every --config (repeatable), e.g. --set train.epochs=3")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs whose saved config differs")
+    p.add_argument("--out", default="outputs/comparison", help="folder for the comparison (default: "
+                   "outputs/comparison)")
+    p.add_argument("--device", default="auto", help="device for the inference timing: auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("predict", help="emotion scores for images or folders, optionally per detected face")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (not searched recursively)")
