@@ -39,6 +39,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    """emoclf compare: train what is missing, then write the comparison."""
     from pathlib import Path
 
     from .compare import compare
@@ -56,6 +57,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines."""
     from pathlib import Path
 
     from .face import FaceDetector
@@ -97,6 +99,43 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="train missing runs, then compare runs side by side")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="finished run folders to compare")
+    p.add_argument("--config", "-c", nargs="+", action="extend", default=[], metavar="YAML",
+                   help="experiment files; their runs are trained when missing and reused when finished")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value in every --config (repeatable), e.g. --set train.epochs=3")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs whose saved config differs")
+    p.add_argument("--out", default="outputs/comparison", help="folder for the comparison (default: "
+                   "outputs/comparison)")
+    p.add_argument("--device", default="auto", help="device for the inference timing: auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_compare)
+
+
+def _add_predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="emotion scores for images or folders, optionally per detected face")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
+                   help="image files and/or folders (not searched recursively)")
+    p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
+                   "--runs-dir, else its newest finished run)")
+    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
+    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
+    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
+    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
+    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
+                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
+    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
+                   "(default 0.2)")
+    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
+    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv "
+                   "(default: outputs/predictions; same-named figures are replaced)")
+    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
+    p.add_argument("--no-figure", action="store_true", help="skip the figures (faster)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(prog="emoclf", description="Train, evaluate, compare and run facial-emotion "
@@ -119,37 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("compare", help="train missing runs, then compare runs side by side")
-    p.add_argument("runs", nargs="*", metavar="RUN", help="finished run folders to compare")
-    p.add_argument("--config", "-c", nargs="+", action="extend", default=[], metavar="YAML",
-                   help="experiment files; their runs are trained when missing and reused when finished")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a value in every --config (repeatable), e.g. --set train.epochs=3")
-    p.add_argument("--overwrite", action="store_true", help="retrain runs whose saved config differs")
-    p.add_argument("--out", default="outputs/comparison", help="folder for the comparison (default: "
-                   "outputs/comparison)")
-    p.add_argument("--device", default="auto", help="device for the inference timing: auto, cpu, cuda, cuda:N or mps")
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("predict", help="emotion scores for images or folders, optionally per detected face")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (not searched recursively)")
-    p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
-                   "--runs-dir, else its newest finished run)")
-    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
-    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
-    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
-    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
-    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
-                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
-    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
-                   "(default 0.2)")
-    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
-    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv "
-                   "(default: outputs/predictions; same-named figures are replaced)")
-    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
-    p.add_argument("--no-figure", action="store_true", help="skip the figures (faster)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    p.set_defaults(func=cmd_predict)
+    _add_compare_parser(sub)
+    _add_predict_parser(sub)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")

@@ -60,7 +60,8 @@ class FaceDetector:
         if self.min_neighbors < 0:
             raise ValueError(f"--min-neighbors must be 0 or more (e.g. 6); got {self.min_neighbors}.")
         if self.detect_size and self.detect_size < 48:
-            raise ValueError(f"--detect-size must be 0 (full resolution) or at least 48 pixels; got {self.detect_size}.")
+            raise ValueError(f"--detect-size must be 0 (full resolution) or at least 48 pixels; "
+                             f"got {self.detect_size}.")
         path = Path(self.cascade) if self.cascade else default_cascade_path()
         if not path.is_file():
             raise FileNotFoundError(f"Cascade file not found: {path}. Pass an OpenCV Haar cascade XML file.")
@@ -75,7 +76,8 @@ class FaceDetector:
             # Haar cost grows with the pixel count: a downscaled copy is several times faster.
             scale = max(w, h) / self.detect_size
             gray = gray.resize((max(1, round(w / scale)), max(1, round(h / scale))), Image.Resampling.BILINEAR)
-        found = self._classifier.detectMultiScale(np.asarray(gray, dtype=np.uint8), scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors)
+        found = self._classifier.detectMultiScale(np.asarray(gray, dtype=np.uint8), scaleFactor=self.scale_factor,
+                                                  minNeighbors=self.min_neighbors)
         boxes = [_scale_box(b, scale, w, h) for b in np.asarray(found).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: (-b[2] * b[3], b[0], b[1]))
 

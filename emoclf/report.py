@@ -105,8 +105,9 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
     lines += [f"Best model by macro F1: **{best['run']}** ({_pct(best['f1_macro'])}).", ""]
     lines += comparison_table(rows, best["run"]) + [""]
     lines += [f"Scores are on each run's own evaluation data ({', '.join(sorted({str(r['split']) for r in rows}))}). "
-              f"Inference times were measured now, one run after the other on {summary['device']}, in batches "
-              f"of {TIMING_BATCH} images (ms/image) and one image at a time (latency); training times come from each run's "
+              f"Inference times were measured when this comparison was written, in one process on "
+              f"{summary['device']}, in batches of {TIMING_BATCH} images (ms/image) and one image at a time "
+              f"(latency), taking turns and keeping the best of three; training times come from each run's "
               f"metrics.json. Every number: [comparison.csv](comparison.csv).", ""]
     titles = {"metrics.png": "Headline metrics", "validation_curves.png": "Validation curves",
               "confusion_matrices.png": "Normalized confusion matrices"}
