@@ -204,6 +204,7 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Pa
     from .plots import plot_prediction
 
     files, any_folder = find_images(inputs)
+    figures = figures and out is not None
     summary, used = Summary([], [], [], None), set()
     for path in files:
         try:
