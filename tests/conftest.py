@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny synthetic dataset and two tiny finished runs, made once per test session."""
+"""Shared fixtures: a tiny synthetic dataset and two tiny finished runs, made once per pytest run."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +25,7 @@ def tiny_overrides(root: Path, out: Path, epochs: int = 2) -> List[str]:
 
 @dataclass
 class Runs:
-    """The session's dataset and finished runs."""
+    """The shared dataset and finished runs of the test run."""
 
     root: Path
     out: Path

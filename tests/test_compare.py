@@ -82,7 +82,7 @@ def test_compare_configs_trains_missing_and_reuses_finished(runs, tmp_path, caps
     assert best_pt.stat().st_mtime_ns != first
 
 
-def test_compare_reuses_the_session_runs(runs, tmp_path):
+def test_compare_reuses_the_shared_runs(runs, tmp_path):
     stamps = {r: (r / "best.pt").stat().st_mtime_ns for r in (runs.cnn, runs.rgb)}
     argv = ["compare", "--config", str(CONFIGS / "cnn.yaml"), str(runs.rgb_config),
             *sum((["--set", s] for s in runs.overrides), []), "--out", str(tmp_path / "c")]
