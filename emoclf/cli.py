@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from typing import List, Optional
@@ -53,6 +54,49 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    """emoclf compare: train what is missing, then write the comparison."""
+    from pathlib import Path
+
+    from .compare import compare
+
+    s = compare(args.runs, args.config, args.overrides, Path(args.out), args.overwrite, args.device)
+    width = max(len(r["run"]) for r in s["runs"])
+    for r in s["runs"]:
+        print(f"{r['run']:<{width}}  accuracy {r['accuracy']:.4f}  macro F1 {r['f1_macro']:.4f}  "
+              f"{r['inference_ms_per_image']:.2f} ms/image")
+    if s["warnings"]:
+        print(f"{len(s['warnings'])} warning(s): see above and in comparison.md")
+    print(f"Best model by macro F1: {s['best']['run']} ({s['best']['run_dir']})")
+    print(f"Comparison: {Path(s['out_dir']) / 'comparison.md'}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines."""
+    from pathlib import Path
+
+    from .face import FaceDetector
+    from .predict import Predictor, default_run, describe, predict_inputs
+
+    info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
+    run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
+    print(f"Using run: {run} ({why})", file=info, flush=True)
+    detector = None
+    if args.haar:
+        detector = FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
+    predictor = Predictor(run, args.device, detector, args.margin, args.tta)
+    emit = (lambda r: print(json.dumps(r), flush=True)) if args.json else (lambda r: print(describe(r)))
+    s = predict_inputs(predictor, args.inputs, Path(args.out), not args.no_figure, emit)
+    if s.figures:
+        print(f"{len(s.figures)} figure(s) in {args.out}", file=info)
+    if s.csv:
+        print(f"Scores of every image: {s.csv}", file=info)
+    if s.skipped:
+        print(f"Skipped {len(s.skipped)} unreadable file(s).", file=info)
+    return 0
+
+
 def cmd_demo_data(args) -> int:
     from .synthetic import SPANISH, make_dataset
 
@@ -93,6 +137,45 @@ def _add_data_commands(sub) -> None:
     p.set_defaults(func=cmd_inspect)
 
 
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="train missing runs, then compare runs side by side")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="finished run folders to compare")
+    p.add_argument("--config", "-c", nargs="+", action="extend", default=[], metavar="YAML",
+                   help="experiment files; their runs are trained when missing and reused when finished")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value in every --config (repeatable), e.g. --set train.epochs=3")
+    p.add_argument("--overwrite", action="store_true", help="retrain runs whose saved config differs")
+    p.add_argument("--out", default="outputs/comparison", help="folder for the comparison (default: "
+                   "outputs/comparison)")
+    p.add_argument("--device", default="auto", help="device for the inference timing: auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_compare)
+
+
+def _add_predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="emotion scores for images or folders, optionally per detected face")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
+                   help="image files and/or folders (not searched recursively)")
+    p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
+                   "--runs-dir, else its newest finished run)")
+    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
+    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
+    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
+    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
+    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
+                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
+    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
+                   "(default 0.2)")
+    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
+    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv "
+                   "(default: outputs/predictions; same-named figures are replaced)")
+    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
+    p.add_argument("--no-figure", action="store_true", help="skip the figures (faster)")
+    p.add_argument("--tta", nargs="?", const="tencrop", choices=["none", "flip", "tencrop"],
+                   help="test-time augmentation: flip or tencrop (the default of --tta); default: the run's train.tta")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of every subcommand."""
     parser = argparse.ArgumentParser(prog="emoclf", description="Train, evaluate, compare and run facial-emotion "
@@ -117,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="test-time augmentation: flip, or tencrop (5 crops and their flips; the default of --tta)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_evaluate)
+
+    _add_compare_parser(sub)
+    _add_predict_parser(sub)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")

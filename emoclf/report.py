@@ -65,3 +65,59 @@ def write_run_report(folder: Path, title: str, notes: List[str] = ()) -> Path:
     path = folder / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if key in ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted"):
+        return _pct(value)
+    if key == "loss":
+        return f"{value:.4f}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def comparison_table(rows: List[Dict], best: str) -> List[str]:
+    """The comparison as Markdown table lines (best run in bold)."""
+    from .compare import COLUMNS
+
+    cols = [(k, h) for k, h in COLUMNS if k not in ("data_root", "run_dir")]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "| --- " * len(cols) + "|"]
+    for r in rows:
+        cells = [_cell(k, r.get(k)) for k, _ in cols]
+        if r["run"] == best:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
+    """comparison.md: warnings, table, best model, figures and links to each run's report."""
+    import os
+
+    from .compare import TIMING_BATCH
+
+    out_dir, rows, best = Path(out_dir), summary["runs"], summary["best"]
+    lines = [f"# Model comparison ({len(rows)} runs)", ""]
+    lines += [f"> **Warning:** {w}" for w in summary["warnings"]] + ([""] if summary["warnings"] else [])
+    lines += [f"Best model by macro F1: **{best['run']}** ({_pct(best['f1_macro'])}).", ""]
+    lines += comparison_table(rows, best["run"]) + [""]
+    lines += [f"Scores are on each run's own evaluation data ({', '.join(sorted({str(r['split']) for r in rows}))}). "
+              f"Inference times were measured when this comparison was written, in one process on "
+              f"{summary['device']}, in batches of {TIMING_BATCH} images (ms/image) and one image at a time "
+              f"(latency), taking turns and keeping the best of three; training times come from each run's "
+              f"metrics.json. Every number: [comparison.csv](comparison.csv).", ""]
+    titles = {"metrics.png": "Headline metrics", "validation_curves.png": "Validation curves",
+              "confusion_matrices.png": "Normalized confusion matrices"}
+    for name in summary["figures"]:
+        lines += [f"## {titles.get(name, name)}", "", f"![{titles.get(name, name)}]({name})", ""]
+    lines += ["## Runs", ""]
+    for r in rows:
+        link = Path(os.path.relpath(Path(r["run_dir"]) / "report.md", out_dir.resolve())).as_posix()
+        lines.append(f"- {r['run']} ({r['model']}, data {r['data_root']}): [report]({link})")
+    lines.append("")
+    path = out_dir / "comparison.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

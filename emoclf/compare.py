@@ -1,0 +1,203 @@
+"""Side-by-side comparison of finished runs, training the ones that are missing."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from .config import Config, load_config, read_yaml, to_dict
+from .io import atomic_path, atomic_write_json
+from .runs import is_finished
+
+log = logging.getLogger(__name__)
+# Column key, header in comparison.md; comparison.csv uses the keys as its header.
+COLUMNS = [("run", "run"), ("model", "model"), ("accuracy", "accuracy"), ("top2_accuracy", "top-2"),
+           ("f1_macro", "macro F1"), ("f1_weighted", "weighted F1"), ("loss", "loss"), ("num_params", "parameters"),
+           ("model_size_mb", "size (MB)"), ("train_seconds", "training (s)"),
+           ("inference_ms_per_image", "inference (ms/image)"), ("latency_ms_batch1", "latency (ms, batch 1)"),
+           ("best_epoch", "best epoch"), ("epochs_trained", "epochs"), ("image_size", "input (px)"),
+           ("num_images", "images scored"), ("data_root", "data"), ("run_dir", "run folder")]
+TIMING_BATCH = 32  # images per timed forward pass, the same for every run
+
+
+def _flat(d: Dict, prefix: str = "") -> Dict[str, object]:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_differences(run_dir: Path, cfg: Config) -> List[str]:
+    """``key: saved -> requested`` for each config value in which the run folder differs from ``cfg``."""
+    saved_path = Path(run_dir) / "config.yaml"
+    if not saved_path.is_file():
+        return []
+    old, new = _flat(read_yaml(saved_path)), _flat(to_dict(cfg))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def ensure_run(cfg: Config, overwrite: bool = False) -> Tuple[Path, str]:
+    """A finished run of exactly ``cfg``: reused when it exists, else resumed or trained; and what was done."""
+    from .train import train
+
+    run_dir, diff = cfg.run_dir, config_differences(cfg.run_dir, cfg)
+    if is_finished(run_dir):
+        if not diff:
+            log.info("Reusing finished run %s", run_dir)
+            return run_dir, "reused"
+        if not overwrite:
+            raise ValueError(f"{run_dir} holds a finished run with another config ({'; '.join(diff[:4])}). "
+                             f"Give the experiment another output.name in its YAML file, another output.dir "
+                             f"(--set output.dir=DIR), or pass --overwrite to retrain it.")
+        return train(cfg, overwrite=True), "retrained"
+    if (run_dir / "last.pt").is_file():
+        if diff and overwrite:
+            return train(cfg, overwrite=True), "retrained"
+        log.info("Resuming unfinished run %s", run_dir)
+        return train(cfg, resume=True), "resumed"
+    log.info("Training missing run %s", run_dir)
+    return train(cfg), "trained"
+
+
+def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overwrite: bool = False) -> List[Path]:
+    """Run folders of the given config files (every override applied to each), training what is missing."""
+    cfgs = [load_config(p, overrides) for p in paths]  # check every file before training anything
+    seen: Dict[Path, str] = {}
+    for path, cfg in zip(paths, cfgs):
+        key = cfg.run_dir.resolve()
+        if key in seen:
+            raise ValueError(f"{seen[key]} and {path} both write to {cfg.run_dir}. Give them different "
+                             f"output.name values in their YAML files (a --set applies to every config).")
+        seen[key] = path
+    return [ensure_run(cfg, overwrite)[0] for cfg in cfgs]
+
+
+def _timing_input(preprocessing: Dict) -> np.ndarray:
+    p = preprocessing
+    shape = (TIMING_BATCH, 1 if p["grayscale"] else 3, p["image_size"], p["image_size"])
+    return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+
+
+def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int = 3) -> List[Dict]:
+    """Per run: ms per image (batches of TIMING_BATCH) and batch-1 latency, measured here, best of ``rounds``."""
+    from .augment import Normalizer
+    from .engine import predict_logits, timed_inference
+    from .runs import device_name, load_run
+
+    models = []
+    for run_dir in run_dirs:
+        lr = load_run(run_dir, device)
+        dev = next(lr.model.parameters()).device
+        models.append((lr.model, Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], dev),
+                       _timing_input(lr.preprocessing)))
+    best = [{"inference_ms_per_image": float("inf"), "latency_ms_batch1": float("inf")} for _ in models]
+    for _ in range(rounds):  # round-robin, keeping the fastest: other load on the machine hits every run alike
+        for (model, norm, x), b in zip(models, best):
+            predict_logits(model, x, norm, TIMING_BATCH)  # warm-up
+            start = time.perf_counter()
+            predict_logits(model, x, norm, TIMING_BATCH)
+            per_image = (time.perf_counter() - start) * 1000 / TIMING_BATCH
+            b["inference_ms_per_image"] = min(b["inference_ms_per_image"], per_image)
+            b["latency_ms_batch1"] = min(b["latency_ms_batch1"], timed_inference(model, x, norm, None, repeats=10))
+    name = device_name(models[0][1].device) if models else ""
+    return [dict(b, device=name) for b in best]
+
+
+def collect(run_dir: Path) -> Dict:
+    """One comparison row from a finished run folder's metrics.json and config.yaml."""
+    run_dir = Path(run_dir)
+    if not is_finished(run_dir):
+        raise FileNotFoundError(f"{run_dir} is not a finished emoclf run (needs metrics.json, report.md and "
+                                f"best.pt). Train it first, or compare with --config to train it.")
+    m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    cfg = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+    row = {key: m.get(key) for key, _ in COLUMNS}
+    row.update(run=run_dir.name, model=m.get("model", cfg.get("model", {}).get("name")),
+               image_size=cfg.get("data", {}).get("image_size"), run_dir=str(run_dir.resolve()),
+               class_names=list(m.get("class_names", [])), split=m.get("split"),
+               measured_device=m.get("device"), measured_inference_ms_per_image=m.get("inference_ms_per_image"))
+    return row
+
+
+def consistency_warnings(rows: List[Dict]) -> List[str]:
+    """Warnings when runs were scored on different data, splits or class lists."""
+    warnings = []
+    classes = {tuple(r["class_names"]) for r in rows}
+    if len(classes) > 1:
+        detail = "; ".join(f"{r['run']}: {', '.join(r['class_names'])}" for r in rows)
+        warnings.append(f"The runs were evaluated on different classes ({detail}). Their metrics are not comparable.")
+    data = {(r["data_root"], r["split"], r["num_images"]) for r in rows}
+    if len(data) > 1:
+        detail = "; ".join(f"{r['run']}: {r['data_root']} ({r['split']}, {r['num_images']} images)" for r in rows)
+        warnings.append(f"The runs were evaluated on different data ({detail}). Compare them on the same data with "
+                        f"`emoclf evaluate RUN --data DIR`, or read the numbers with care.")
+    return warnings
+
+
+def _unique_names(rows: List[Dict]) -> None:
+    names = [r["run"] for r in rows]
+    for r in rows:
+        if names.count(r["run"]) > 1:
+            r["run"] = f"{Path(r['run_dir']).parent.name}/{r['run']}"
+
+
+def best_run(rows: List[Dict]) -> Dict:
+    """The row with the highest macro F1 (ties: higher accuracy)."""
+    return max(rows, key=lambda r: (r["f1_macro"] if r["f1_macro"] is not None else -1.0, r["accuracy"] or 0.0))
+
+
+def write_csv(path: Path, rows: List[Dict]) -> None:
+    """comparison.csv: one row per run, full-precision numbers."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([k for k, _ in COLUMNS])
+        writer.writerows([["" if r[k] is None else r[k] for k, _ in COLUMNS] for r in rows])
+
+
+def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/comparison"), device: str = "auto") -> Dict:
+    """Write comparison.md/.csv/.json and the comparison figures for finished runs; return the summary."""
+    from .plots_compare import plot_comparison
+    from .report import write_comparison_report
+
+    unique = list(dict.fromkeys(Path(r).resolve() for r in run_dirs))
+    if len(unique) < 2:
+        raise ValueError(f"emoclf compare needs at least two different runs; got {len(unique)} "
+                         f"({', '.join(map(str, run_dirs)) or 'none'}). Pass run folders or --config files.")
+    rows = [collect(r) for r in unique]
+    _unique_names(rows)
+    for row, timing in zip(rows, time_inference([Path(r["run_dir"]) for r in rows], device)):
+        row.update(timing)  # one process, one device: the speeds are comparable
+    best, warnings = best_run(rows), consistency_warnings(rows)
+    for w in warnings:
+        log.warning("Warning: %s", w)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / "comparison.csv", rows)
+    figures = plot_comparison(rows, out_dir)
+    summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": rows[0]["device"],
+               "best": {"run": best["run"], "run_dir": best["run_dir"], "f1_macro": best["f1_macro"]},
+               "warnings": warnings, "figures": [f.name for f in figures], "runs": rows}
+    write_comparison_report(out_dir, summary)
+    atomic_write_json(out_dir / "comparison.json", summary)
+    summary["out_dir"] = str(out_dir)
+    return summary
+
+
+def compare(runs: Sequence[str] = (), configs: Sequence[str] = (), overrides: Sequence[str] = (),
+            out_dir: Path = Path("outputs/comparison"), overwrite: bool = False, device: str = "auto") -> Dict:
+    """Train what the configs need, then compare those runs and the given run folders."""
+    if overrides and not configs:
+        raise ValueError("--set only applies to --config files; finished runs keep their own config.")
+    run_dirs = [Path(r) for r in runs]
+    for r in run_dirs:  # fail before spending time on training
+        if not is_finished(r):
+            collect(r)
+    if configs:
+        run_dirs += runs_from_configs(configs, overrides, overwrite)
+    return compare_runs(run_dirs, out_dir, device)

@@ -1,0 +1,106 @@
+"""Face detection with OpenCV's Haar cascade, and the square face crop the classifier reads."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+from PIL import Image
+
+CASCADE_FILE = "haarcascade_frontalface_default.xml"
+Box = Tuple[int, int, int, int]  # x, y, width, height in pixels of the original image
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise RuntimeError(f"Face detection needs OpenCV 4.x ({exc}). Install it with "
+                           f"pip install 'opencv-python>=4.8,<5'.") from None
+    if not hasattr(cv2, "CascadeClassifier"):
+        raise RuntimeError(f"OpenCV {getattr(cv2, '__version__', '?')} has no CascadeClassifier (OpenCV 5 removed "
+                           f"the Haar cascades). Install OpenCV 4: pip install 'opencv-python>=4.8,<5'.")
+    return cv2
+
+
+def default_cascade_path() -> Path:
+    """OpenCV's frontal-face cascade file shipped with opencv-python 4.x."""
+    cv2 = _cv2()
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
+    path = Path(folder) / CASCADE_FILE
+    if not folder or not path.is_file():
+        raise RuntimeError(f"OpenCV {cv2.__version__} ships no {CASCADE_FILE} (looked in {folder or 'cv2.data'}). "
+                           f"Reinstall opencv-python 4.x, or pass a cascade file with --cascade.")
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cascade(path: str):
+    # Parsing the XML takes tens of milliseconds: do it once per process and file.
+    classifier = _cv2().CascadeClassifier(path)
+    if classifier.empty():
+        raise ValueError(f"{path} is not a readable OpenCV Haar cascade XML file.")
+    return classifier
+
+
+@dataclass
+class FaceDetector:
+    """Haar-cascade frontal-face detector; boxes come back largest first, in original-image pixels."""
+
+    scale_factor: float = 1.1  # image pyramid step (> 1): smaller is slower and finds more
+    min_neighbors: int = 6  # overlapping detections needed to keep a face: higher means fewer false faces
+    detect_size: int = 320  # detect on a copy whose longer side is at most this (0: full resolution)
+    cascade: Optional[str] = None  # cascade XML file; None: OpenCV's haarcascade_frontalface_default.xml
+
+    def __post_init__(self):
+        if not self.scale_factor > 1.0:
+            raise ValueError(f"--scale-factor must be greater than 1 (e.g. 1.1); got {self.scale_factor}.")
+        if self.min_neighbors < 0:
+            raise ValueError(f"--min-neighbors must be 0 or more (e.g. 6); got {self.min_neighbors}.")
+        if self.detect_size and self.detect_size < 48:
+            raise ValueError(f"--detect-size must be 0 (full resolution) or at least 48 pixels; "
+                             f"got {self.detect_size}.")
+        path = Path(self.cascade) if self.cascade else default_cascade_path()
+        if not path.is_file():
+            raise FileNotFoundError(f"Cascade file not found: {path}. Pass an OpenCV Haar cascade XML file.")
+        self._classifier = _load_cascade(str(path))
+
+    def detect(self, img: Image.Image) -> List[Box]:
+        """Face boxes [x, y, w, h] in ``img``'s pixels, largest first."""
+        gray = img.convert("L")
+        w, h = gray.size
+        scale = 1.0
+        if self.detect_size and max(w, h) > self.detect_size:
+            # Haar cost grows with the pixel count: a downscaled copy is several times faster.
+            scale = max(w, h) / self.detect_size
+            gray = gray.resize((max(1, round(w / scale)), max(1, round(h / scale))), Image.Resampling.BILINEAR)
+        found = self._classifier.detectMultiScale(np.asarray(gray, dtype=np.uint8), scaleFactor=self.scale_factor,
+                                                  minNeighbors=self.min_neighbors)
+        boxes = [_scale_box(b, scale, w, h) for b in np.asarray(found).reshape(-1, 4)]
+        return sorted(boxes, key=lambda b: (-b[2] * b[3], b[0], b[1]))
+
+
+def _scale_box(box, scale: float, width: int, height: int) -> Box:
+    x, y, bw, bh = (float(v) * scale for v in box)
+    x0, y0 = max(0, round(x)), max(0, round(y))
+    return x0, y0, min(width - x0, round(bw)), min(height - y0, round(bh))
+
+
+def square_crop_box(box: Box, width: int, height: int, margin: float = 0.2) -> Box:
+    """A square around ``box`` grown by ``margin`` of its side on each side, moved and clipped to fit the image."""
+    if not 0 <= margin <= 2:
+        raise ValueError(f"--margin must be between 0 and 2 (share of the face side); got {margin}.")
+    x, y, w, h = box
+    side = min(round(max(w, h) * (1 + 2 * margin)), width, height)
+    cx, cy = x + w / 2, y + h / 2
+    left = int(min(max(round(cx - side / 2), 0), width - side))
+    top = int(min(max(round(cy - side / 2), 0), height - side))
+    return left, top, int(side), int(side)
+
+
+def crop(img: Image.Image, box: Box) -> Image.Image:
+    """The part of ``img`` inside ``box`` [x, y, w, h]."""
+    x, y, w, h = box
+    return img.crop((x, y, x + w, y + h))

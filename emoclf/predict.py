@@ -1,0 +1,226 @@
+"""Emotion scores for image files and folders, optionally per detected face; results are plain records."""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .imaging import is_image_name, load_array, open_image, preprocess_pil
+
+log = logging.getLogger(__name__)
+FALLBACK = "whole_image"
+# What PIL raises for broken, truncated or oversized files.
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
+
+
+def find_images(inputs: Sequence[str]) -> Tuple[List[Path], bool]:
+    """Image files named or inside the given folders (not recursive); True when a folder was given."""
+    files, any_folder = [], False
+    for item in inputs:
+        p = Path(item).expanduser()
+        if p.is_dir():
+            any_folder = True
+            found = sorted(f for f in p.iterdir() if f.is_file() and is_image_name(f) and not f.name.startswith("."))
+            if not found:
+                log.warning("No image files directly inside %s (sub-folders are not searched).", p)
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"No such image or folder: {p}.")
+    if not files:
+        raise ValueError(f"No images to predict in {', '.join(map(str, inputs))}. Pass image files or folders of "
+                         f"images ({', '.join(sorted({'.jpg', '.png', '.bmp', '.webp'}))}, ...).")
+    return files, any_folder
+
+
+def _best_of_comparison(path: Path) -> Optional[Path]:
+    try:
+        best = json.loads(path.read_text(encoding="utf-8")).get("best", {}).get("run_dir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(best) if best and (Path(best) / "best.pt").is_file() else None
+
+
+def default_run(outputs: Path = Path("outputs")) -> Tuple[Path, str]:
+    """Best run of the latest comparison under ``outputs``, else its newest finished run; and why it was chosen."""
+    from .runs import is_finished
+
+    outputs = Path(outputs)
+    comparisons = list(outputs.glob("comparison.json")) + list(outputs.glob("*/comparison.json")) + \
+        list(outputs.glob("*/*/comparison.json"))
+    for comp in sorted(comparisons, key=lambda p: p.stat().st_mtime, reverse=True):
+        best = _best_of_comparison(comp)
+        if best is not None:
+            return best, f"best run of {comp}"
+    metrics = list(outputs.glob("*/metrics.json")) + list(outputs.glob("*/*/metrics.json"))
+    finished = [m for m in metrics if is_finished(m.parent)]
+    if not finished:
+        raise FileNotFoundError(f"No finished run under {outputs}/ to predict with. Train one (emoclf train -c "
+                                f"configs/cnn.yaml) or pass --run RUN_FOLDER_OR_CHECKPOINT.")
+    newest = max(finished, key=lambda p: p.stat().st_mtime)
+    return newest.parent, f"newest finished run under {outputs}"
+
+
+@dataclass
+class Prediction:
+    """One image's record plus, when a figure is wanted, the pictures behind it."""
+
+    record: Dict
+    original: Optional[object] = None  # PIL image as decoded
+    crops: List[object] = field(default_factory=list)  # square face crops (PIL), one per face
+    inputs: Optional[np.ndarray] = None  # N x C x S x S uint8: exactly what the model read
+
+
+class Predictor:
+    """A finished run's model with its validation preprocessing, and an optional face detector."""
+
+    def __init__(self, run: Path, device: str = "auto", detector=None, margin: float = 0.2, tta: str = None):
+        from .augment import Normalizer
+        from .engine import check_tta
+        from .runs import load_run
+
+        self.loaded = load_run(Path(run), device)
+        self.run = Path(run)
+        self.class_names = self.loaded.class_names
+        self.prep = self.loaded.preprocessing
+        dev = next(self.loaded.model.parameters()).device
+        self.norm = Normalizer(self.prep["mean"], self.prep["std"], dev, self.loaded.channels_last)
+        self.tta = check_tta(self.loaded.cfg.train.tta if tta is None else tta)
+        self.detector = detector
+        self.margin = margin
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities for a uint8 batch in one pass (test-time augmented as the run scores, or as asked)."""
+        from .engine import predict_logits
+
+        logits = predict_logits(self.loaded.model, inputs, self.norm, max(len(inputs), 1), tta=self.tta)
+        return torch.softmax(logits, 1).numpy()
+
+    def _result(self, probs: np.ndarray) -> Dict:
+        i = int(probs.argmax())
+        return {"label": self.class_names[i], "score": round(float(probs[i]), 6),
+                "scores": {c: round(float(p), 6) for c, p in zip(self.class_names, probs)}}
+
+    def predict_file(self, path: Path, keep_images: bool = False) -> Prediction:
+        """Scores of one image file: each detected face (largest first), else the whole image."""
+        from .face import crop, square_crop_box
+
+        p = self.prep
+        original = open_image(path, grayscale=False) if (self.detector or keep_images) else None
+        boxes = self.detector.detect(original) if self.detector else []
+        crop_boxes = [square_crop_box(b, *original.size, self.margin) for b in boxes]
+        crops = [crop(original, b) for b in crop_boxes]
+        if crops:
+            inputs = np.stack([preprocess_pil(c, p["image_size"], p["grayscale"], p["aspect"]) for c in crops])
+        else:  # the very same decoding and resizing as validation images
+            inputs = load_array(path, p["image_size"], p["grayscale"], p["aspect"])[None]
+        probs = self.probabilities(inputs)
+        size = original.size if original is not None else _image_size(path)
+        record = {"image": str(path), "run": str(self.run), "width": size[0], "height": size[1],
+                  "haar": self.detector is not None, "faces": []}
+        for box, cbox, row in zip(boxes, crop_boxes, probs):
+            record["faces"].append({"box": [int(v) for v in box], "crop": [int(v) for v in cbox], **self._result(row)})
+        record.update(self._result(probs[0]))
+        if self.detector is not None and not boxes:
+            record["fallback"] = FALLBACK
+        if not keep_images:
+            return Prediction(record)
+        return Prediction(record, original, crops, inputs)
+
+
+def _image_size(path: Path) -> Tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        w, h = img.size
+        return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)  # EXIF quarter turns
+
+
+def describe(record: Dict) -> str:
+    """One human-readable line per image."""
+    head = f"{record['image']}: "
+    if record["faces"]:
+        parts = [f"face {i} {f['box']}: {f['label']} {f['score']:.2f}" for i, f in enumerate(record["faces"], 1)]
+        return head + f"{len(parts)} face(s); " + "; ".join(parts)
+    note = "no face found, whole image: " if record.get("fallback") else ""
+    return head + f"{note}{record['label']} {record['score']:.2f}"
+
+
+def csv_rows(record: Dict, class_names: Sequence[str]) -> List[List]:
+    """predictions.csv rows of one record: one per face, or one for the whole image."""
+    items = record["faces"] or [dict(record, box=[0, 0, record["width"], record["height"]])]
+    rows = []
+    for i, item in enumerate(items, 1 if record["faces"] else 0):
+        rows.append([record["image"], i, *item["box"], record.get("fallback", ""), item["label"],
+                     f"{item['score']:.5f}"] + [f"{item['scores'][c]:.5f}" for c in class_names])
+    return rows
+
+
+def write_csv(path: Path, records: List[Dict], class_names: Sequence[str]) -> Path:
+    """predictions.csv: image, face (0: whole image), box, fallback, label, score and every class probability."""
+    from .io import atomic_path
+
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["image", "face", "x", "y", "w", "h", "fallback", "label", "score"] +
+                        [f"p_{c}" for c in class_names])
+        for record in records:
+            writer.writerows(csv_rows(record, class_names))
+    return Path(path)
+
+
+def _figure_path(out: Path, image: Path, used: set) -> Path:
+    stem, n = f"{image.stem}_pred", 1
+    name = f"{stem}.png"
+    while name in used:  # same file name from two folders in one call
+        n += 1
+        name = f"{stem}-{n}.png"
+    used.add(name)
+    return out / name
+
+
+@dataclass
+class Summary:
+    """What a predict call produced."""
+
+    records: List[Dict]
+    skipped: List[Tuple[str, str]]
+    figures: List[Path]
+    csv: Optional[Path]
+
+
+def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Path], figures: bool,
+                   emit: Callable[[Dict], None] = lambda r: None) -> Summary:
+    """Predict every image of ``inputs``; unreadable images are warned about and skipped."""
+    from .plots import plot_prediction
+
+    files, any_folder = find_images(inputs)
+    figures = figures and out is not None
+    summary, used = Summary([], [], [], None), set()
+    for path in files:
+        try:
+            pred = predictor.predict_file(path, keep_images=figures)
+        except UNREADABLE as exc:
+            log.warning("Skipping %s: cannot read it as an image (%s).", path, str(exc).splitlines()[0][:200])
+            summary.skipped.append((str(path), str(exc)))
+            continue
+        if figures:
+            fig = plot_prediction(pred, predictor.class_names, _figure_path(Path(out), path, used))
+            if fig is not None:
+                pred.record["figure"] = str(fig)
+                summary.figures.append(fig)
+        summary.records.append(pred.record)
+        emit(pred.record)
+    if not summary.records:
+        raise ValueError(f"None of the {len(files)} image(s) could be read; see the warnings above.")
+    if any_folder and out is not None:
+        summary.csv = write_csv(Path(out) / "predictions.csv", summary.records, predictor.class_names)
+    return summary

@@ -1,0 +1,105 @@
+"""emoclf compare: files, numbers, best model, warnings, training what is missing and reusing what is finished."""
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from conftest import CONFIGS, tiny_overrides
+from emoclf.cli import main
+from emoclf.compare import compare_runs
+from emoclf.config import load_config
+from emoclf.synthetic import make_dataset
+from emoclf.train import train
+
+SAME_AS_METRICS = ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted", "loss", "num_params", "model_size_mb",
+                   "train_seconds", "best_epoch")
+
+
+def _csv(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_compare_two_runs(runs, tmp_path):
+    out = tmp_path / "comparison"
+    summary = compare_runs([runs.cnn, runs.rgb], out, device="cpu")
+    for name in ("comparison.md", "comparison.csv", "comparison.json", "metrics.png", "validation_curves.png",
+                 "confusion_matrices.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    rows = _csv(out / "comparison.csv")
+    assert [r["run"] for r in rows] == ["cnn", "cnn_rgb"]
+    metrics = {}
+    for row, run in zip(rows, (runs.cnn, runs.rgb)):
+        m = json.loads((run / "metrics.json").read_text())
+        metrics[row["run"]] = m
+        for key in SAME_AS_METRICS:
+            assert float(row[key]) == pytest.approx(float(m[key]), rel=1e-12), key
+        assert float(row["inference_ms_per_image"]) > 0 and float(row["latency_ms_batch1"]) > 0
+        assert row["run_dir"] == str(run.resolve())
+    assert metrics["cnn"]["f1_macro"] != metrics["cnn_rgb"]["f1_macro"]  # else the next line proves little
+    best = max(metrics, key=lambda k: metrics[k]["f1_macro"])
+    assert summary["best"]["run"] == best
+    saved = json.loads((out / "comparison.json").read_text())
+    assert saved["best"]["run_dir"] == str((runs.cnn if best == "cnn" else runs.rgb).resolve())
+    assert saved["warnings"] == []
+    md = (out / "comparison.md").read_text()
+    assert f"Best model by macro F1: **{best}**" in md and "Warning" not in md
+    assert "![Validation curves](validation_curves.png)" in md and "](../" not in md.split("## Runs")[0]
+
+
+def test_warns_about_different_classes_and_data(runs, tmp_path):
+    other = make_dataset(tmp_path / "three", classes=("happy", "sad", "surprise"), train_per_class=10,
+                         val_per_class=4, size=32, seed=2)
+    three = train(load_config(str(CONFIGS / "cnn.yaml"), tiny_overrides(other, tmp_path / "runs", epochs=1)))
+    summary = compare_runs([runs.cnn, three], tmp_path / "comparison", device="cpu")
+    assert len(summary["warnings"]) == 2
+    assert "different classes" in summary["warnings"][0] and "angry" in summary["warnings"][0]
+    assert "different data" in summary["warnings"][1]
+    md = (tmp_path / "comparison" / "comparison.md").read_text()
+    assert md.count("**Warning:**") == 2
+    names = [r["run"] for r in summary["runs"]]  # both folders are named cnn: told apart by their parents
+    assert names[0] == f"{runs.cnn.parent.name}/cnn" and names[1] == "runs/cnn"
+
+
+def test_compare_configs_trains_missing_and_reuses_finished(runs, tmp_path, capsys):
+    other = tmp_path / "other"
+    argv = ["compare", str(runs.rgb), "--config", str(CONFIGS / "cnn.yaml"), *sum(
+        (["--set", s] for s in runs.overrides), []), "--set", f"output.dir={other}", "--out", str(tmp_path / "c")]
+    assert main(argv) == 0
+    best_pt = other / "cnn" / "best.pt"
+    first = best_pt.stat().st_mtime_ns
+    assert "Best model by macro F1" in capsys.readouterr().out
+    assert main(argv) == 0  # finished with the same config: reused, not retrained
+    assert best_pt.stat().st_mtime_ns == first
+    changed = argv + ["--set", "train.epochs=1"]
+    assert main(changed) == 2
+    err = capsys.readouterr().err
+    assert "another config" in err and "train.epochs: 2 -> 1" in err and "--overwrite" in err
+    assert best_pt.stat().st_mtime_ns == first
+    assert main(changed + ["--overwrite"]) == 0
+    assert best_pt.stat().st_mtime_ns != first
+
+
+def test_compare_reuses_the_shared_runs(runs, tmp_path):
+    stamps = {r: (r / "best.pt").stat().st_mtime_ns for r in (runs.cnn, runs.rgb)}
+    argv = ["compare", "--config", str(CONFIGS / "cnn.yaml"), str(runs.rgb_config),
+            *sum((["--set", s] for s in runs.overrides), []), "--out", str(tmp_path / "c")]
+    assert main(argv) == 0
+    assert stamps == {r: (r / "best.pt").stat().st_mtime_ns for r in stamps}
+    assert len(_csv(tmp_path / "c" / "comparison.csv")) == 2
+
+
+def test_compare_usage_errors(runs, tmp_path, capsys):
+    assert main(["compare", str(runs.cnn), "--out", str(tmp_path / "c")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert main(["compare", str(runs.cnn), str(tmp_path), "--out", str(tmp_path / "c")]) == 2
+    assert "not a finished emoclf run" in capsys.readouterr().err
+    same = ["compare", "--config", str(CONFIGS / "cnn.yaml"), str(CONFIGS / "cnn.yaml"), "--set",
+            f"output.dir={tmp_path}"]
+    assert main(same) == 2
+    assert "both write to" in capsys.readouterr().err
+    assert main(["compare", str(runs.cnn), str(runs.rgb), "--set", "train.epochs=1"]) == 2
+    assert "--set only applies" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -1,0 +1,72 @@
+"""Haar face detection and the square face crop."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emoclf.face import FaceDetector, square_crop_box
+
+skimage_data = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> Image.Image:
+    return Image.fromarray(skimage_data.astronaut())
+
+
+def test_finds_the_astronaut_face(astronaut):
+    boxes = FaceDetector().detect(astronaut)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    # Her face spans roughly x 175-275, y 65-165 in the 512 x 512 photo.
+    assert 150 <= x <= 200 and 40 <= y <= 90 and 70 <= w <= 130 and w == h
+
+
+def test_downscaled_detection_reports_original_pixels(astronaut):
+    big = astronaut.resize((1024, 1024))
+    fast = FaceDetector(detect_size=320).detect(big)
+    full = FaceDetector(detect_size=0).detect(astronaut)
+    assert len(fast) == 1
+    assert np.allclose(np.asarray(fast[0]), 2 * np.asarray(full[0]), atol=16)
+
+
+def test_no_face_in_a_plain_image():
+    img = Image.fromarray(np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1)))
+    assert FaceDetector().detect(img) == []
+
+
+def test_several_faces_largest_first(astronaut):
+    canvas = Image.new("RGB", (512 + 360, 512), (128, 128, 128))
+    canvas.paste(astronaut.resize((360, 360)), (0, 76))
+    canvas.paste(astronaut, (360, 0))
+    boxes = FaceDetector(detect_size=0).detect(canvas)
+    assert len(boxes) == 2
+    assert boxes[0][2] > boxes[1][2]
+    assert boxes[0][0] > 360 and boxes[1][0] < 360
+
+
+def test_square_crop_grows_and_stays_inside():
+    assert square_crop_box((100, 100, 50, 40), 400, 300, margin=0.2) == (90, 85, 70, 70)
+    assert square_crop_box((100, 100, 50, 40), 400, 300, margin=0) == (100, 95, 50, 50)
+    x, y, w, h = square_crop_box((0, 0, 60, 60), 100, 80, margin=0.5)  # at the corner: moved, then clipped
+    assert (x, y) == (0, 0) and w == h == 80
+    with pytest.raises(ValueError, match="margin"):
+        square_crop_box((0, 0, 10, 10), 100, 100, margin=-1)
+
+
+def test_bad_detector_settings_are_named():
+    with pytest.raises(ValueError, match="scale-factor"):
+        FaceDetector(scale_factor=1.0)
+    with pytest.raises(ValueError, match="min-neighbors"):
+        FaceDetector(min_neighbors=-1)
+    with pytest.raises(FileNotFoundError, match="Cascade file"):
+        FaceDetector(cascade="/nonexistent/cascade.xml")
+
+
+def test_opencv_without_cascades_is_a_clear_error(monkeypatch):
+    import cv2
+
+    monkeypatch.delattr(cv2, "CascadeClassifier")
+    with pytest.raises(RuntimeError, match="opencv-python>=4.8,<5"):
+        FaceDetector()
