@@ -44,62 +44,71 @@ class Normalizer:
         return self.normalize(self.to_unit(x))
 
 
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen) * (hi - lo) + lo
+def _span(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return u * (hi - lo) + lo
 
 
 class BatchAugment:
-    """Random flip, rotation, shift, zoom, brightness/contrast and erasing for a 0..1 batch."""
+    """Random flip, rotation, shift, zoom, brightness/contrast and erasing for a 0..1 batch.
+
+    All random numbers of a batch are drawn at once on the CPU (seeded, identical on every device) and
+    moved in one non-blocking copy, so a GPU never waits on the host between steps.
+    """
+
+    DRAWS = 12  # flip, angle, zoom, shift x, shift y, contrast, brightness, erase?, area, ratio, top, left
 
     def __init__(self, cfg: AugmentConfig):
         self.cfg = cfg
 
-    def geometry(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _draw(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+        u = torch.rand(self.DRAWS, n, generator=gen)
+        if device.type == "cuda":
+            return u.pin_memory().to(device, non_blocking=True)
+        return u.to(device)
+
+    def geometry(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """One affine resampling for flip, rotation, shift and zoom (zeros outside, like padded crops)."""
-        c, n = self.cfg, x.shape[0]
-        flip = (torch.rand(n, generator=gen) < 0.5) if c.hflip else torch.zeros(n, dtype=torch.bool)
+        c = self.cfg
+        flip = (u[0] < 0.5) if c.hflip else torch.zeros_like(u[0], dtype=torch.bool)
         if not (c.rotation or c.translate or c.scale):
-            return torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x) if c.hflip else x
-        angle = _uniform(n, -c.rotation, c.rotation, gen) * (math.pi / 180)
-        zoom = _uniform(n, 1 - c.scale, 1 + c.scale, gen)
-        shift = _uniform(2 * n, -2 * c.translate, 2 * c.translate, gen).view(n, 2)
+            return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x) if c.hflip else x
+        angle = _span(u[1], -c.rotation, c.rotation) * (math.pi / 180)
+        zoom = _span(u[2], 1 - c.scale, 1 + c.scale)
+        tx, ty = _span(u[3], -2 * c.translate, 2 * c.translate), _span(u[4], -2 * c.translate, 2 * c.translate)
         fx = 1.0 - 2.0 * flip.float()
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        theta = torch.stack([torch.stack([cos * fx, -sin, shift[:, 0]], 1),
-                             torch.stack([sin * fx, cos, shift[:, 1]], 1)], 1)
-        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        theta = torch.stack([torch.stack([cos * fx, -sin, tx], 1), torch.stack([sin * fx, cos, ty], 1)], 1)
+        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    def photometric(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def photometric(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Per-image brightness and contrast jitter."""
-        c, n = self.cfg, x.shape[0]
+        c = self.cfg
         if c.contrast:
-            factor = _uniform(n, 1 - c.contrast, 1 + c.contrast, gen).to(x.device).view(-1, 1, 1, 1)
             mean = x.mean(dim=(1, 2, 3), keepdim=True)
-            x = (x - mean) * factor + mean
+            x = (x - mean) * _span(u[5], 1 - c.contrast, 1 + c.contrast).view(-1, 1, 1, 1) + mean
         if c.brightness:
-            x = x * _uniform(n, 1 - c.brightness, 1 + c.brightness, gen).to(x.device).view(-1, 1, 1, 1)
+            x = x * _span(u[6], 1 - c.brightness, 1 + c.brightness).view(-1, 1, 1, 1)
         return x.clamp_(0.0, 1.0) if (c.contrast or c.brightness) else x
 
-    def erase(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def erase(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Random erasing (torchvision's defaults: 2-33% of the area, aspect 0.3-3.3), value 0 after normalization."""
-        p, (n, _, h, w) = self.cfg.erasing, x.shape
+        p, (_, _, h, w) = self.cfg.erasing, x.shape
         if not p:
             return x
-        apply = torch.rand(n, generator=gen) < p
-        area = _uniform(n, 0.02, 0.33, gen) * h * w
-        ratio = torch.exp(_uniform(n, math.log(0.3), math.log(3.3), gen))
-        eh = torch.sqrt(area * ratio).clamp(1, h).floor()
-        ew = torch.sqrt(area / ratio).clamp(1, w).floor()
-        y0 = (torch.rand(n, generator=gen) * (h - eh + 1)).floor()
-        x0 = (torch.rand(n, generator=gen) * (w - ew + 1)).floor()
-        ys = torch.arange(h).view(1, h, 1)
-        xs = torch.arange(w).view(1, 1, w)
-        box = ((ys >= y0.view(-1, 1, 1)) & (ys < (y0 + eh).view(-1, 1, 1))
-               & (xs >= x0.view(-1, 1, 1)) & (xs < (x0 + ew).view(-1, 1, 1)) & apply.view(-1, 1, 1))
-        return x.masked_fill(box.unsqueeze(1).to(x.device), 0.0)
+        area = _span(u[8], 0.02, 0.33) * h * w
+        ratio = torch.exp(_span(u[9], math.log(0.3), math.log(3.3)))
+        eh = torch.sqrt(area * ratio).clamp(1, h).floor().view(-1, 1, 1)
+        ew = torch.sqrt(area / ratio).clamp(1, w).floor().view(-1, 1, 1)
+        y0 = (u[10].view(-1, 1, 1) * (h - eh + 1)).floor()
+        x0 = (u[11].view(-1, 1, 1) * (w - ew + 1)).floor()
+        ys = torch.arange(h, device=x.device).view(1, h, 1)
+        xs = torch.arange(w, device=x.device).view(1, 1, w)
+        box = (ys >= y0) & (ys < y0 + eh) & (xs >= x0) & (xs < x0 + ew) & (u[7] < p).view(-1, 1, 1)
+        return x.masked_fill(box.unsqueeze(1), 0.0)
 
     def __call__(self, x: torch.Tensor, norm: Normalizer, gen: torch.Generator) -> torch.Tensor:
         """uint8 batch -> augmented, normalized float batch."""
-        x = self.photometric(self.geometry(norm.to_unit(x), gen), gen)
-        return self.erase(norm.normalize(x), gen)
+        u = self._draw(x.shape[0], gen, norm.device)
+        x = self.photometric(self.geometry(norm.to_unit(x), u), u)
+        return self.erase(norm.normalize(x), u)

@@ -67,6 +67,30 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host tensor to ``device``; through pinned memory on CUDA so the copy never stalls the GPU queue."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def fetch(images, labels, idx: np.ndarray, device: torch.device):
+    """A uint8 batch and its labels on ``device``, from host arrays or from tensors resident on the device."""
+    if isinstance(images, torch.Tensor):
+        i = to_device(torch.from_numpy(idx), images.device)
+        return images[i], labels[i]
+    idx = np.sort(idx) if isinstance(images, np.memmap) else idx  # sequential reads from a memory map
+    return to_device(torch.from_numpy(images[idx]), device), to_device(torch.from_numpy(labels[idx]), device)
+
+
+def resident(array: np.ndarray, device: torch.device, share: float = 0.3):
+    """The array as a tensor on a CUDA device when it fits in ``share`` of its free memory; else unchanged."""
+    if device.type != "cuda":
+        return array
+    free, _ = torch.cuda.mem_get_info(device)
+    return torch.from_numpy(np.asarray(array)).to(device) if array.nbytes < share * free else array
+
+
 @dataclass
 class EpochResult:
     """Summed loss, image count and the labels/predictions seen in one pass."""
@@ -91,9 +115,8 @@ def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_
     for step, idx in enumerate(order_batches):
         if on_step is not None:
             on_step(step)
-        idx = np.sort(idx) if isinstance(images, np.memmap) else idx
-        x = augment(torch.from_numpy(images[idx]), norm, gen)
-        y = torch.from_numpy(labels[idx]).to(device, non_blocking=True)
+        x, y = fetch(images, labels, idx, device)
+        x = augment(x, norm, gen)
         with autocast(device, dtype):
             logits = model(x)
             loss = loss_fn(logits.float(), y)
@@ -105,11 +128,12 @@ def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_
         total_loss += loss.detach() * n if device.type != "cpu" else loss.item() * n
         count += n
         preds.append(logits.detach().argmax(1))
-        trues.append(labels[idx])
+        trues.append(idx)
         if progress is not None:
             progress(n, loss, logits, y)
     y_pred = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
-    y_true = np.concatenate(trues) if trues else np.zeros(0, dtype=np.int64)
+    host_labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else labels
+    y_true = host_labels[np.concatenate(trues)] if trues else np.zeros(0, dtype=np.int64)
     return EpochResult(float(total_loss), count, y_true, y_pred, time.perf_counter() - start)
 
 
@@ -152,7 +176,8 @@ def predict_logits(model: nn.Module, images: np.ndarray, norm: Normalizer, batch
     out: List[torch.Tensor] = []
     starts = range(0, len(images), batch_size)
     for i in tqdm(starts, desc=desc, leave=False, disable=None if desc else True, unit="batch"):
-        x = norm(torch.from_numpy(np.asarray(images[i:i + batch_size])))
+        batch = images[i:i + batch_size]
+        x = norm(batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch)))
         with autocast(norm.device, dtype):
             if mode == "none":
                 out.append(model(x).float().cpu())

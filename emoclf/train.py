@@ -16,7 +16,7 @@ from . import distributed as dd
 from .augment import BatchAugment, Normalizer, norm_stats
 from .config import Config, save_config
 from .data import batches, discover, epoch_order, load_split
-from .engine import (amp_dtype, make_scaler, predict_logits, select_device, set_threads,
+from .engine import (amp_dtype, make_scaler, resident, predict_logits, select_device, set_threads,
                      train_epoch, use_channels_last)
 from .evaluate import compute_metrics, f1_scores
 from .io import atomic_write_text
@@ -56,7 +56,7 @@ class Progress:
     def __call__(self, n: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
         self.bar.update(n)
         self.steps += 1
-        if self.bar.disable or self.steps % 10:
+        if self.bar.disable or self.steps % 25:  # reading the loss waits for the GPU: not every step
             return
         self.loss = float(loss)
         self.correct += int((logits.argmax(1) == y).sum())
@@ -119,6 +119,11 @@ class Trainer:
         self.val = load_split(ds.splits["validation"], cfg.data, ds.root, "validation")
         if self.dist.is_main:
             dd.barrier(self.dist)
+        # On a GPU the decoded images live in its memory when they fit: no host copies per step.
+        self.train_images = resident(self.train.images, self.device)
+        self.train_labels = resident(self.train.labels, self.device) if self.train_images is not self.train.images \
+            else self.train.labels
+        self.val_images = resident(self.val.images, self.device)
         if len(self.train) < 2 or len(self.val) < 1:
             raise ValueError(f"Too few readable images under {ds.root}: {len(self.train)} for training and "
                              f"{len(self.val)} for validation. Add images or lower data.val_fraction.")
@@ -163,7 +168,7 @@ class Trainer:
     def validate(self) -> Dict:
         """Metrics of the current weights on the whole validation split (each process scores a slice)."""
         part = dd.contiguous_range(len(self.val), self.dist)
-        logits = predict_logits(self.raw_model, self.val.images[part], self.norm, self.cfg.train.eval_batch_size,
+        logits = predict_logits(self.raw_model, self.val_images[part], self.norm, self.cfg.train.eval_batch_size,
                                 self.dtype)
         logits = dd.gather_rows(logits.reshape(-1, len(self.class_names)), self.dist)
         return compute_metrics(self.val.labels, logits, self.class_names)
@@ -188,7 +193,7 @@ class Trainer:
             steps = _until(steps, deadline, self.dist)
         bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}", self.dist.is_main)
         try:
-            res = train_epoch(self.model, self.train.images, self.train.labels, steps, self.optimizer, self.loss_fn,
+            res = train_epoch(self.model, self.train_images, self.train_labels, steps, self.optimizer, self.loss_fn,
                               self.norm, self.augment, gen, self.scaler, self.dtype, bar, on_step)
         finally:
             bar.close()
