@@ -47,10 +47,10 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
 
 
 def use_channels_last(mode: str, device: torch.device) -> bool:
-    """``on``/``off`` as asked; ``auto``: on for CUDA (tensor cores want NHWC), off elsewhere (a fixed rule keeps runs reproducible)."""
+    """``on``/``off`` as asked; ``auto``: on for CUDA and CPU (NHWC convolutions are faster on both), off on MPS; a fixed rule, not a timing, so runs stay reproducible."""
     if mode != "auto":
         return mode == "on"
-    return device.type == "cuda"
+    return device.type in ("cuda", "cpu")
 
 
 def set_threads(n: int) -> None:

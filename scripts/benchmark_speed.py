@@ -6,14 +6,18 @@ For each model at its configured size, in one process on one machine, prints
   (b) emoclf's end-to-end training rate (cached data, batch augmentation, step, metrics, progress bar),
   (c) a reference pipeline built the usual way (torchvision ImageFolder, PIL transforms, DataLoader with
       2 workers) on the same files, same model, size and batch,
-and the ratios b/a and b/c, plus evaluation rate.
+and the ratios b/a and b/c, plus evaluation rate. With --peak-memory it also trains the CNN config on the
+whole dataset for a short time limit in a child process (`emoclf train`, cache and all) and prints that
+process's peak resident memory. Predict latency per photo: scripts/benchmark_predict.py.
 
-    python scripts/benchmark_speed.py --data data/fer2013 --images 2048
+    python scripts/benchmark_speed.py --data data/fer2013 --images 2048 --peak-memory
 """
 from __future__ import annotations
 
 import argparse
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -140,6 +144,14 @@ def eval_rate(trainer: Trainer) -> float:
     return len(trainer.val) / (time.perf_counter() - start)
 
 
+def peak_memory_mb(data: Path, config: str, minutes: float, out: Path, device: str) -> float:
+    """Peak resident memory (MB) of an ``emoclf train`` child process on the whole dataset."""
+    cmd = [sys.executable, "-m", "emoclf", "-q", "train", "-c", config, "--set", f"data.root={data}",
+           "--set", f"output.dir={out}", "--set", f"train.time_limit={minutes}", "--set", f"train.device={device}"]
+    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder with train/ and validation/ class folders")
@@ -149,6 +161,9 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference pipeline")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
+    p.add_argument("--peak-memory", action="store_true", help="also measure peak memory of training on all of --data")
+    p.add_argument("--memory-config", default="configs/fer2013/cnn.yaml", help="config of the peak-memory run")
+    p.add_argument("--memory-minutes", type=float, default=1.0, help="time limit of the peak-memory run")
     args = p.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="emoclf-bench-"))
     root = subset(Path(args.data), tmp / "data", args.images, max(256, args.images // 4))
@@ -171,6 +186,11 @@ def main() -> int:
                     f"{b / a:>7.2f}{b / c:>7.2f}{e:>12.1f}")
         print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
     print(f"device: {trainer.device}; rates in training images per second")
+    if args.peak_memory:
+        mb = peak_memory_mb(Path(args.data).resolve(), args.memory_config, args.memory_minutes, tmp / "mem",
+                            args.device)
+        print(f"peak resident memory of `emoclf train -c {args.memory_config}` on all of {args.data} "
+              f"({args.memory_minutes} min): {mb:.0f} MB")
     return 0
 
 
