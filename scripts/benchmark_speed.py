@@ -76,7 +76,7 @@ def ceiling_rate(trainer: Trainer, steps: int) -> float:
         trainer.scaler.step(trainer.optimizer)
         trainer.scaler.update()
 
-    for _ in range(3):
+    for _ in range(10):  # oneDNN builds its kernels for a new layout over the first steps
         step()
     sync(dev)
     start = time.perf_counter()
@@ -157,7 +157,7 @@ def main() -> int:
     p.add_argument("--data", required=True, help="dataset folder with train/ and validation/ class folders")
     p.add_argument("--images", type=int, default=2048, help="training images in the benchmark subset")
     p.add_argument("--models", default=",".join(m for m, _ in MODELS), help="comma-separated: cnn,resnet18,mobilenet_v3")
-    p.add_argument("--steps", type=int, default=20, help="steps for the ceiling measurement")
+    p.add_argument("--steps", type=int, default=30, help="steps for the ceiling measurement")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference pipeline")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
