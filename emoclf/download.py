@@ -217,6 +217,7 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
     if not force:
         done = _already_there(dest_path, identity, src.label)
         if done is not None:
+            _clean_partials(dest_path)  # what a killed --force left behind
             return done
     if src.kind == "folder" and _inside(src.path, dest_path):
         return _record_in_place(src, dest_path, identity)
