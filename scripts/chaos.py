@@ -497,7 +497,8 @@ def hostile_zips(c: Chaos) -> Row:
         row.trials += 1
         row.faults += 1
         res = c.run(["download", "--source", str(path), "--dest", str(dest), "--max-size", "0.01"])
-        refused = res.returncode == 2 and "Traceback" not in res.stderr and ("Refusing" in res.stderr or "bomb" in res.stderr)
+        named = "Refusing" in res.stderr or "bomb" in res.stderr
+        refused = res.returncode == 2 and "Traceback" not in res.stderr and named
         row.completed += int(refused)
         leaked = [n for n in set(os.listdir(c.work)) - before if n.startswith("escaped")] + \
             [n for n in ("escaped.txt",) if (c.work.parent / n).exists() or (c.work / n).exists()]

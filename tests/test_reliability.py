@@ -16,7 +16,7 @@ import torch
 
 from conftest import REPO, fast_config
 from emoclf import cli, data as data_mod, download as dl, io as eio, runs as runs_mod, train as train_mod
-from emoclf.config import load_config, read_yaml
+from emoclf.config import read_yaml
 from emoclf.runs import is_finished
 from emoclf.synthetic import make_dataset
 from emoclf.train import train
@@ -293,7 +293,7 @@ def test_fuzzed_configs_never_give_a_traceback(tmp_path, monkeypatch, capsys):
                                max_size=4)
     docs = st.one_of(sections.map(lambda d: yaml.safe_dump(d)), st.text(max_size=200))
 
-    @hyp.settings(max_examples=300, deadline=None, suppress_health_check=list(hyp.HealthCheck))
+    @hyp.settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(hyp.HealthCheck))
     @hyp.given(doc=docs, sets=st.lists(st.tuples(keys, raw), max_size=3))
     def check(doc, sets):
         path = tmp_path / "fuzz.yaml"
