@@ -51,11 +51,12 @@ def write_error(path: Path, exc: OSError, what: str = "file") -> OSError:
 
 
 @contextmanager
-def atomic_path(path: Path, what: str = "file") -> Iterator[Path]:
+def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
 
     Readers see the old file or the whole new one, never a part; a failed write (disk full) leaves the old
     file as it was and no temporary file behind. The new file gets the usual permissions (0666 less the umask).
+    ``sync_dir`` also fsyncs the folder, so that the rename itself survives a power cut.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,10 +72,16 @@ def atomic_path(path: Path, what: str = "file") -> Iterator[Path]:
             os.replace(tmp_path, path)
         except OSError as exc:
             raise write_error(path, exc, what) from None
-        fsync_dir(path.parent)
+        if sync_dir:
+            fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def usual_folder_mode(folder: Path) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) the permissions ``mkdir`` would (0777 less the umask)."""
+    os.chmod(folder, 0o777 & ~_umask())
 
 
 def remove_stale_temps(folder: Path) -> List[Path]:
@@ -100,7 +107,7 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     """Save a checkpoint (tensors and plain data only) atomically: temporary file, fsync, rename."""
     import torch
 
-    with atomic_path(path, "checkpoint") as tmp:
+    with atomic_path(path, "checkpoint", sync_dir=True) as tmp:
         try:
             torch.save(obj, tmp)
         except RuntimeError as exc:  # torch's file writer reports a full disk as a RuntimeError

@@ -8,6 +8,7 @@ import os
 import random
 import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,11 +50,14 @@ def test_atomic_writes_respect_the_umask_and_leave_no_temporary_file(tmp_path, u
     try:
         eio.atomic_write_text(tmp_path / "a.txt", "hello")
         eio.save_checkpoint({"x": torch.zeros(2)}, tmp_path / "c.pt")
+        made = Path(tempfile.mkdtemp(dir=tmp_path))
+        eio.usual_folder_mode(made)
     finally:
         os.umask(old)
     for name in ("a.txt", "c.pt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "c.pt"]
+    assert stat.S_IMODE(made.stat().st_mode) == 0o777 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["a.txt", "c.pt"]
 
 
 def test_checkpoint_is_fsynced_as_file_and_folder_before_and_after_the_rename(tmp_path, monkeypatch):
