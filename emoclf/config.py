@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -115,6 +116,7 @@ class Config:
         return Path(self.output.dir) / self.run_name
 
 
+MAX_SEED = 2**32 - 1
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "seed"}
 
 CHOICES = {
@@ -161,7 +163,15 @@ RANGES = {
 }
 
 
+def _show(value: Any, quoted: bool = True, width: int = 80) -> str:
+    """A value for an error message, cut short: a hostile config must not make the message huge."""
+    text = repr(value) if quoted else str(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
 def _suggest(name: str, known: typing.Iterable[str]) -> str:
+    if len(name) > 100:
+        return ""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
     return f" Did you mean '{close[0]}'?" if close else ""
 
@@ -180,16 +190,21 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
             return int(value)
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            number = float(value) if abs(value) < 1e300 else math.inf
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None:
+            if not math.isfinite(number):
+                raise ValueError(f"{where} must be a finite number, got {_show(value)}.")
+            return number
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -199,14 +214,14 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return [_coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value)]
     type_name = getattr(hint, "__name__", str(hint))
-    raise ValueError(f"{where} must be {type_name}, got {value!r}.")
+    raise ValueError(f"{where} must be {type_name}, got {_show(value)}.")
 
 
 def _check_range(section: str, key: str, value: Any) -> None:
     where = f"{section}.{key}"
     if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
         choices = ", ".join(CHOICES[(section, key)])
-        raise ValueError(f"{where} must be one of {choices}; got {value!r}.{_suggest(str(value), CHOICES[(section, key)])}")
+        raise ValueError(f"{where} must be one of {choices}; got {_show(value)}.{_suggest(str(value), CHOICES[(section, key)])}")
     if (section, key) in RANGES and value is not None:
         lo, hi, lo_inc, hi_inc = RANGES[(section, key)]
         bad_lo = lo is not None and (value < lo if lo_inc else value <= lo)
@@ -215,7 +230,7 @@ def _check_range(section: str, key: str, value: Any) -> None:
             lo_s = "-inf" if lo is None else f"{lo}"
             hi_s = "inf" if hi is None else f"{hi}"
             brackets = ("[" if lo_inc else "(") + f"{lo_s}, {hi_s}" + ("]" if hi_inc else ")")
-            raise ValueError(f"{where}={value!r} is out of range; allowed: {brackets}.")
+            raise ValueError(f"{where}={_show(value)} is out of range; allowed: {brackets}.")
 
 
 def _validate(cfg: Config) -> None:
@@ -233,17 +248,20 @@ def _validate(cfg: Config) -> None:
             raise ValueError(f"data.{key} needs 1 or {channels} values for {'grayscale' if channels == 1 else 'RGB'} input; got {val}.")
     if cfg.data.std is not None and any(s <= 0 for s in cfg.data.std):
         raise ValueError(f"data.std values must be > 0; got {cfg.data.std}.")
-    if cfg.output.name is not None and (not cfg.output.name or os.sep in cfg.output.name or cfg.output.name in (".", "..")):
-        raise ValueError(f"output.name must be a plain folder name; got {cfg.output.name!r}.")
+    if not 0 <= cfg.seed <= MAX_SEED:
+        raise ValueError(f"seed={_show(cfg.seed)} is out of range; allowed: [0, {MAX_SEED}].")
+    name = cfg.output.name
+    if name is not None and (not name or any(c in name for c in ("/", "\\", "\0", os.sep)) or name in (".", "..")):
+        raise ValueError(f"output.name must be a plain folder name; got {_show(cfg.output.name)}.")
 
 
 def _merge_section(section: str, obj: Any, values: Any) -> None:
     if not isinstance(values, dict):
-        raise ValueError(f"Section '{section}' must be a mapping of keys to values; got {values!r}.")
+        raise ValueError(f"Section '{section}' must be a mapping of keys to values; got {_show(values)}.")
     hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in hints:
-            raise ValueError(f"Unknown key '{section}.{key}'.{_suggest(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
+            raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{_suggest(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
         if isinstance(value, bool) and "on" in CHOICES.get((section, key), ()):
             value = "on" if value else "off"  # YAML 1.1 reads on/off as booleans
         setattr(obj, key, _coerce(f"{section}.{key}", value, hints[key]))
@@ -260,38 +278,79 @@ def merge(cfg: Config, values: dict) -> Config:
             _merge_section(section, getattr(cfg, section), sub)
         else:
             known = list(SECTIONS) + ["seed"]
-            raise ValueError(f"Unknown section '{section}'.{_suggest(str(section), known)} Known sections: {', '.join(known)}.")
+            raise ValueError(f"Unknown section '{_show(section, False)}'.{_suggest(str(section), known)} Known sections: {', '.join(known)}.")
     return cfg
+
+
+# A config is a few hundred bytes of a few dozen values; anything far bigger is a mistake or an attack
+# (e.g. "billion laughs": nested aliases that expand to billions of values).
+MAX_YAML_BYTES = 1_000_000
+MAX_YAML_VALUES = 10_000
+
+
+def _check_expansion(data: Any, where: str) -> None:
+    # Aliases make shared (even self-referencing) structures: count every visit, stop at the limit.
+    stack, seen = [data], 0
+    while stack:
+        item = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise ValueError(f"{where} expands to more than {MAX_YAML_VALUES} values (YAML aliases repeated or "
+                             f"nested?); a config holds a few dozen. Write the values out plainly.")
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+
+
+def safe_yaml(text: str, where: str) -> Any:
+    """Parse plain YAML (``yaml.safe_load``: no tags that build objects), bounded in size and expansion."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ValueError(f"{where} is {len(text)} characters long; a config is far smaller (limit "
+                         f"{MAX_YAML_BYTES}). Is it the right file?")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        if "tag" in str(exc.problem or ""):
+            raise ValueError(f"{where} uses a YAML tag that builds objects ({_show(exc.problem, False, 160)}). "
+                             f"emoclf reads plain YAML only (yaml.safe_load): remove the tag.") from None
+        raise ValueError(f"{where} is not valid YAML: {_show(exc, False, 300)}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where} is not valid YAML: {_show(exc, False, 300)}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. an integer of thousands of digits, or deep nesting
+        raise ValueError(f"{where} is not a usable YAML document ({type(exc).__name__}: "
+                         f"{_show(exc, False, 160)}).") from None
+    _check_expansion(data, where)
+    return data
 
 
 def parse_override(text: str) -> dict:
     """Turn ``section.key=value`` into ``{section: {key: value}}``; the value is parsed as YAML."""
     if "=" not in text:
-        raise ValueError(f"--set expects section.key=value, got {text!r}.")
+        raise ValueError(f"--set expects section.key=value, got {_show(text)}.")
     dotted, raw = text.split("=", 1)
     parts = dotted.strip().split(".")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"--set {text!r}: value is not valid YAML ({exc.__class__.__name__}).") from None
+    value = safe_yaml(raw, f"--set {_show(text)}: the value") if raw.strip() else None
     if parts == ["seed"]:
         return {"seed": value}
     if len(parts) != 2 or not all(parts):
-        raise ValueError(f"--set expects section.key=value (e.g. train.epochs=3), got {text!r}.")
+        raise ValueError(f"--set expects section.key=value (e.g. train.epochs=3), got {_show(text)}.")
     return {parts[0]: {parts[1]: value}}
 
 
 def read_yaml(path: Path) -> dict:
-    """Read a YAML mapping safely (no object-building tags)."""
+    """Read a YAML mapping safely (no object-building tags, bounded size)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise FileNotFoundError(f"Config file not found: {path}. Pass an existing file, e.g. --config configs/cnn.yaml.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"Config file {path} is not valid YAML: {exc}") from None
-    return data or {}
+    except IsADirectoryError:
+        raise ValueError(f"Config file {path} is a folder; pass a YAML file, e.g. --config configs/cnn.yaml.") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"Config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+    data = safe_yaml(text, f"Config file {path}")
+    return data if data is not None else {}
 
 
 def load_config(path: Optional[str] = None, overrides: typing.Sequence[str] = ()) -> Config:

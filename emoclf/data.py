@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +57,24 @@ def find_splits(root: Path) -> Dict[str, Path]:
     return found
 
 
+def _marked_root(folder: Path, marker: Path) -> Path:
+    """The dataset root a download record names; it must lie inside the record's folder."""
+    try:
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        target = record.get("root") if isinstance(record, dict) else None
+    except (OSError, ValueError):
+        target = None
+    if not isinstance(target, str) or not target:
+        raise ValueError(f"{marker} names no dataset (a download that was interrupted, or a damaged file). Run "
+                         f"`emoclf download` again, or pass --set data.root=PATH to the dataset folder.")
+    resolved = (folder / target).resolve()
+    inside = folder.resolve()
+    if os.path.commonpath([str(inside), str(resolved)]) != str(inside):
+        raise ValueError(f"{marker} points outside {folder} ({target!r}); refusing to follow it. Run "
+                         f"`emoclf download` again, or pass --set data.root=PATH to the dataset folder.")
+    return resolved
+
+
 def resolve_root(root: Path) -> Path:
     """The folder that holds the splits: follows a download marker or a single wrapping folder."""
     root = Path(root).expanduser()
@@ -67,8 +86,7 @@ def resolve_root(root: Path) -> Path:
     for _ in range(4):
         marker = root / MARKER
         if marker.is_file() and not find_splits(root):
-            target = json.loads(marker.read_text(encoding="utf-8")).get("root", "")
-            root = (root / target).resolve() if target else root
+            root = _marked_root(root, marker)
             continue
         subs = _subdirs(root)
         if find_splits(root) or len(subs) != 1 or not _subdirs(subs[0]):
@@ -175,7 +193,9 @@ def load_split(split: Split, cfg: DataConfig, root: Path, desc: str) -> Split:
     if failed:
         bad = {f[0] for f in failed}
         keep = np.asarray([str(p) not in bad for p in split.paths])
-        log.warning("Skipped %d unreadable image(s) in %s, e.g. %s (%s)", len(failed), desc, failed[0][0], failed[0][1])
+        listed = "".join(f"\n  {path} ({why})" for path, why in failed[:10])
+        more = f"\n  ... and {len(failed) - 10} more" if len(failed) > 10 else ""
+        log.warning("Skipped %d unreadable image(s) in %s:%s%s", len(failed), desc, listed, more)
         idx = np.flatnonzero(keep)
         return Split([split.paths[i] for i in idx], split.labels[idx], images[idx], failed)
     return Split(split.paths, split.labels, images, [])

@@ -161,9 +161,10 @@ def _folder_name(src: sources.Source, fetched: Path) -> str:
 
 def _read_record(dest: Path) -> Optional[dict]:
     try:
-        return json.loads((dest / MARKER).read_text(encoding="utf-8"))
+        record = json.loads((dest / MARKER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return record if isinstance(record, dict) else None
 
 
 def _already_there(dest: Path, identity: dict, label: str) -> Optional[Result]:
@@ -184,15 +185,18 @@ def _already_there(dest: Path, identity: dict, label: str) -> Optional[Result]:
 def _check_target(target: Path, dest: Path, force: bool) -> None:
     if not target.exists() or force:
         return
-    record = _read_record(dest)
-    if not (record and record.get("root") and _inside(dest / record["root"], target)):
+    record = _read_record(dest) or {}
+    if record.get("installing") == target.name:
+        return  # a download killed while moving it into place: replace it
+    if not (record.get("root") and _inside(dest / record["root"], target)):
         raise ValueError(f"'{target}' already exists and is not the dataset `emoclf download` recorded there. "
                          f"Move it away, choose another --dest, or pass --force to replace it.")
 
 
 def _install(unpacked: Path, target: Path, dest: Path, work: Path) -> None:
-    # From here on no record claims a complete dataset until the new one is fully in place.
-    (dest / MARKER).unlink(missing_ok=True)
+    # From here on no record claims a complete dataset until the new one is fully in place; the interim record
+    # names the folder being replaced, so that a download killed in between may replace it again.
+    atomic_write_json(dest / MARKER, {"format": RECORD_FORMAT, "installing": target.name})
     if target.exists() or target.is_symlink():
         os.replace(target, work / "previous")
     os.replace(unpacked, target)
@@ -213,6 +217,7 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
     if not force:
         done = _already_there(dest_path, identity, src.label)
         if done is not None:
+            _clean_partials(dest_path)  # what a killed --force left behind
             return done
     if src.kind == "folder" and _inside(src.path, dest_path):
         return _record_in_place(src, dest_path, identity)

@@ -22,7 +22,7 @@ from .data import resolve_root
 from .download import dataset_files, tally
 from .imaging import MAX_PIXELS
 from .inspect_report import write_report
-from .io import atomic_write_json
+from .io import atomic_write_json, usual_folder_mode
 
 log = logging.getLogger(__name__)
 PROBE_VERSION = 2
@@ -204,6 +204,7 @@ def _check_out(out: Path) -> None:
 
 def _publish(tmp: Path, out: Path) -> None:
     # The old report moves aside first: a kill in between leaves no report rather than a mixed one.
+    usual_folder_mode(tmp)
     old = None
     if out.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))

@@ -1,6 +1,7 @@
 """Crash-safe file writing and safe checkpoint loading."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -8,25 +9,87 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, List
+
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    try:  # Linux shows it without changing it (no race with other threads)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere it can only be read by setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename inside ``folder`` durable (a no-op where folders cannot be opened, e.g. Windows)."""
+    flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0)
+    try:
+        fd = os.open(folder, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename itself is still atomic
+    finally:
+        os.close(fd)
+
+
+def write_error(path: Path, exc: OSError, what: str = "file") -> OSError:
+    """An OSError (same errno) whose message names the file, the reason and that the old version is intact."""
+    reason = exc.strerror or str(exc)
+    hint = " Free some disk space and try again." if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    err = OSError(f"Could not write {what} {path}: {reason}. The previous {what}, if any, is intact.{hint}")
+    err.errno = exc.errno
+    return err
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``."""
+def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and rename it over ``path``.
+
+    Readers see the old file or the whole new one, never a part; a failed write (disk full) leaves the old
+    file as it was and no temporary file behind. The new file gets the usual permissions (0666 less the umask).
+    ``sync_dir`` also fsyncs the folder, so that the rename itself survives a power cut.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise write_error(path, exc, what) from None
+        if sync_dir:
+            fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def usual_folder_mode(folder: Path) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) the permissions ``mkdir`` would (0777 less the umask)."""
+    os.chmod(folder, 0o777 & ~_umask())
+
+
+def remove_stale_temps(folder: Path) -> List[Path]:
+    """Delete the temporary files that a killed process left in ``folder``; return them."""
+    stale = [p for p in Path(folder).glob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -41,15 +104,15 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
-    """Save a checkpoint (tensors and plain data only) atomically."""
+    """Save a checkpoint (tensors and plain data only) atomically: temporary file, fsync, rename."""
     import torch
 
-    try:
-        with atomic_path(path) as tmp:
+    with atomic_path(path, "checkpoint", sync_dir=True) as tmp:
+        try:
             torch.save(obj, tmp)
-    except OSError as exc:
-        raise OSError(f"Could not write checkpoint {path}: {exc.strerror or exc}. "
-                      f"Free disk space or choose another output.dir; the previous file is intact.") from None
+        except RuntimeError as exc:  # torch's file writer reports a full disk as a RuntimeError
+            reason = str(exc).splitlines()[0][:200]
+            raise OSError(errno.ENOSPC if "write" in reason.lower() else None, reason) from None
 
 
 def load_checkpoint(path: Path) -> dict:

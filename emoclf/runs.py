@@ -19,6 +19,7 @@ from .config import Config, read_yaml, to_dict
 from .data import Split, labelled_split, load_split
 from .engine import check_tta, predict_logits, select_device, timed_inference, use_channels_last
 from .evaluate import write_eval_files
+from .io import atomic_write_text
 from .models import count_parameters
 from .plots import plot_run
 from .report import write_run_report
@@ -27,6 +28,13 @@ log = logging.getLogger(__name__)
 # Keys that may change between an interrupted run and its --resume.
 RESUMABLE_CHANGES = {"train.epochs", "train.time_limit", "train.device", "train.num_threads",
                      "train.eval_batch_size", "train.early_stopping", "train.compile", "train.tta"}
+
+
+def skipped_note(skipped: List[List[str]], shown: int = 10) -> str:
+    """One sentence naming the unreadable images (the first ``shown`` of them, then a count)."""
+    names = ", ".join(f"`{Path(p).name}`" for p, _ in skipped[:shown])
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return f"{len(skipped)} unreadable image(s) were skipped: {names}{more}."
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -135,11 +143,11 @@ def finalize_run(trainer) -> Path:
     if trainer.dataset.val_from_train:
         notes.append(f"No validation folder: {len(trainer.val)} images ({cfg.data.val_fraction:.0%} of train per "
                      f"class, seed {cfg.seed}) were held out for validation.")
-    skipped = len(trainer.train.skipped) + len(trainer.val.skipped)
+    bad = trainer.train.skipped + trainer.val.skipped
+    skipped = len(bad)
     if skipped:
-        notes.append(f"{skipped} unreadable image(s) were skipped; see skipped_files.txt.")
-        lines = [f"{p}\t{why}" for p, why in trainer.train.skipped + trainer.val.skipped]
-        (run_dir / "skipped_files.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        notes.append(skipped_note(bad) + " The full list with reasons is in skipped_files.txt.")
+        atomic_write_text(run_dir / "skipped_files.txt", "".join(f"{p}\t{why}\n" for p, why in bad))
     if s.stopped in ("time_limit", "early_stopping"):
         notes.append(f"Training stopped by {s.stopped.replace('_', ' ')} after {s.epoch} epochs.")
     extra = {"num_params": count_parameters(trainer.raw_model),
@@ -209,7 +217,7 @@ def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = N
     extra = {"model": cfg.model.name, "checkpoint": str(lr.checkpoint), "data_root": str(info["root"]),
              "split": info["split"], "excluded_images": info["excluded"], "skipped_images": len(ev.skipped)}
     if ev.skipped:
-        notes.append(f"{len(ev.skipped)} unreadable image(s) were skipped.")
+        notes.append(skipped_note(ev.skipped))
     metrics = score(lr.model, norm, ev, lr.class_names, cfg.train.eval_batch_size, tta, None,
                     Scored(out_dir, f"{cfg.run_name} on {name}", extra, notes))
     metrics["out_dir"] = str(out_dir)

@@ -19,7 +19,7 @@ from .data import batches, discover, epoch_order, load_split
 from .engine import (amp_dtype, make_scaler, resident, predict_logits, select_device, set_threads,
                      train_epoch, use_channels_last)
 from .evaluate import compute_metrics, f1_scores
-from .io import atomic_write_text
+from .io import atomic_write_text, remove_stale_temps
 from .models.factory import create_model
 from .optim import make_loss, make_optimizer, scheduled_lr
 from .runs import apply_run_dir, check_run_dir, finalize_run, is_finished
@@ -88,6 +88,8 @@ class Trainer:
         dd.barrier(self.dist)
         if self.dist.is_main:
             apply_run_dir(cfg, overwrite)
+            for stale in remove_stale_temps(self.run_dir):
+                log.info("Removed %s, left by an interrupted write", stale.name)
         self.dtype = amp_dtype(cfg.train.amp, self.device)
         self._load_data()
         torch.manual_seed(cfg.seed)
@@ -257,6 +259,7 @@ class Trainer:
         if self.state.stopped == "early_stopping":
             log.info("Early stopping: no better validation macro F1 for %d epochs", t.early_stopping)
         if self.dist.is_main:
+            _write_history(self.run_dir, self.state.history)  # a kill may have come between last.pt and it
             finalize_run(self)
         dd.barrier(self.dist)
         return self.run_dir
