@@ -17,6 +17,8 @@ def _overlay(ax, view, cam: np.ndarray, title: str, winner: bool) -> None:
     # extent stretches the model-sized map over the larger picture; bilinear keeps it smooth.
     ax.imshow(cam, cmap="jet", alpha=ALPHA, vmin=0, vmax=1, interpolation="bilinear",
               extent=(-0.5, side - 0.5, side - 0.5, -0.5))
+    if not cam.max() > 0:  # Grad-CAM keeps only evidence for the class; none at all leaves a blank map
+        title += "\n(no positive evidence)"
     ax.set_title(title, fontsize=9, color="tab:orange" if winner else "black",
                  fontweight="bold" if winner else "normal")
     ax.axis("off")
