@@ -162,11 +162,11 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|VIDEO",
                    help="image files, folders (not searched recursively) and/or videos (.mp4 .avi .mov .mkv .webm "
                    ".m4v)")
-    add_media_args(p)
     p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
                    "--runs-dir, else its newest finished run)")
     p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
     add_face_args(p)
+    add_media_args(p)
     p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv, and per "
                    "video <name>_pred.csv and <name>_pred.mp4 (default: outputs/predictions; same-named results "
                    "are replaced)")

@@ -46,7 +46,7 @@ def plot_explanation(ex, class_names: List[str], out: Path) -> Path:
     rows = len(ex.views)
     lead = 1 if ex.crops else 0
     maps = ex.classes.shape[1]
-    ratios = [2.0] * lead + [1.0] * (1 + maps) + [1.4]
+    ratios = [min(2.0, 1.2 * rows)] * lead + [1.0] * (1 + maps) + [1.4]  # the original spans all rows
     fig = plt.figure(figsize=(2.5 * sum(ratios), max(3.0, 2.5 * rows + 0.5)))
     grid = fig.add_gridspec(rows, len(ratios), width_ratios=ratios)
     if lead:

@@ -1,4 +1,4 @@
-"""Emotion scores on video files and a live webcam: per-frame CSV, annotated video, live window."""
+"""Emotion scores on video files: per-frame CSV of every face and an annotated copy of the video."""
 from __future__ import annotations
 
 import csv
@@ -175,8 +175,8 @@ def _open_writer(out: Path, stem: str, fps: float, size: Tuple[int, int]):
             return writer, tmp, final
         writer.release()
         tmp.unlink(missing_ok=True)
-    raise RuntimeError(f"This OpenCV build can write neither MP4 (mp4v) nor AVI (MJPG) video. Reinstall "
-                       f"opencv-python, or pass --no-figure to write only the CSV.")
+    raise RuntimeError("This OpenCV build can write neither MP4 (mp4v) nor AVI (MJPG) video. Reinstall "
+                       "opencv-python, or pass --no-figure to write only the CSV.")
 
 
 def _replace(tmp: Path, final: Path) -> Path:
