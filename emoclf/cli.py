@@ -8,6 +8,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
+from .cli_media import add_explain_parser, add_face_args, add_media_args, predict_media, split_media
 
 log = logging.getLogger("emoclf")
 
@@ -73,12 +74,13 @@ def cmd_compare(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines."""
+    """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines; video, webcam."""
     from pathlib import Path
 
     from .face import FaceDetector
     from .predict import Predictor, default_run, describe, predict_inputs
 
+    images, videos = split_media(args)
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
     run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
     print(f"Using run: {run} ({why})", file=info, flush=True)
@@ -86,8 +88,11 @@ def cmd_predict(args) -> int:
     if args.haar:
         detector = FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
     predictor = Predictor(run, args.device, detector, args.margin, args.tta)
+    predict_media(args, predictor, videos, info)
+    if not images:
+        return 0
     emit = (lambda r: print(json.dumps(r), flush=True)) if args.json else (lambda r: print(describe(r)))
-    s = predict_inputs(predictor, args.inputs, Path(args.out), not args.no_figure, emit)
+    s = predict_inputs(predictor, images, Path(args.out), not args.no_figure, emit)
     if s.figures:
         print(f"{len(s.figures)} figure(s) in {args.out}", file=info)
     if s.csv:
@@ -152,24 +157,21 @@ def _add_compare_parser(sub) -> None:
 
 
 def _add_predict_parser(sub) -> None:
-    p = sub.add_parser("predict", help="emotion scores for images or folders, optionally per detected face")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR",
-                   help="image files and/or folders (not searched recursively)")
+    p = sub.add_parser("predict", help="emotion scores for images, folders, videos or a webcam, optionally per "
+                       "detected face")
+    p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|VIDEO",
+                   help="image files, folders (not searched recursively) and/or videos (.mp4 .avi .mov .mkv .webm "
+                   ".m4v)")
     p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
                    "--runs-dir, else its newest finished run)")
     p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
-    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
-    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
-    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
-    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
-                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
-    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
-                   "(default 0.2)")
-    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
-    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv "
-                   "(default: outputs/predictions; same-named figures are replaced)")
+    add_face_args(p)
+    add_media_args(p)
+    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv, and per "
+                   "video <name>_pred.csv and <name>_pred.mp4 (default: outputs/predictions; same-named results "
+                   "are replaced)")
     p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
-    p.add_argument("--no-figure", action="store_true", help="skip the figures (faster)")
+    p.add_argument("--no-figure", action="store_true", help="skip the figures and annotated videos (faster)")
     p.add_argument("--tta", nargs="?", const="tencrop", choices=["none", "flip", "tencrop"],
                    help="test-time augmentation: flip or tencrop (the default of --tta); default: the run's train.tta")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
@@ -203,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_compare_parser(sub)
     _add_predict_parser(sub)
+    add_explain_parser(sub)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")

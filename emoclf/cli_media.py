@@ -1,0 +1,104 @@
+"""Command-line parts of predict on video and webcam, and of explain: options, checks and dispatch."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import List, Tuple
+
+
+def add_face_args(p: argparse.ArgumentParser) -> None:
+    """Options of the Haar face detector and of the square face crop."""
+    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
+    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
+    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
+    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
+                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
+    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
+                   "(default 0.2)")
+    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
+
+
+def add_media_args(p: argparse.ArgumentParser) -> None:
+    """predict's video and webcam options."""
+    p.add_argument("--webcam", type=int, metavar="INDEX", help="show camera INDEX (usually 0) live with labels; "
+                   "q or Esc quits; needs a display")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="on video and webcam, score every Nth frame "
+                   "and show the latest scores in between (default 1: every frame)")
+
+
+def detector_of(args):
+    """The face detector the options ask for, or None."""
+    from .face import FaceDetector
+
+    if not args.haar:
+        return None
+    return FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
+
+
+def split_media(args) -> Tuple[List[str], List[str]]:
+    """predict's inputs as (images and folders, video files); checks --webcam and --every."""
+    from .video import is_video_name
+
+    if args.every < 1:
+        raise ValueError(f"--every must be 1 or more (score every Nth frame); got {args.every}.")
+    if args.webcam is not None and args.inputs:
+        raise ValueError("--webcam shows the camera live and takes no IMAGE|DIR|VIDEO inputs; run them separately.")
+    if args.webcam is None and not args.inputs:
+        raise ValueError("Nothing to predict: pass image files, folders or videos (.mp4, .avi, .mov, ...), "
+                         "or --webcam 0.")
+    videos = [i for i in args.inputs if is_video_name(i) and not Path(i).is_dir()]
+    return [i for i in args.inputs if i not in videos], videos
+
+
+def predict_media(args, predictor, videos: List[str], info) -> None:
+    """Run the webcam view or score each video file, printing one line per video."""
+    if args.webcam is not None:
+        from .webcam import run_webcam
+
+        shown = run_webcam(predictor, args.webcam, args.every)
+        print(f"Camera {args.webcam}: {shown} frame(s) shown.", file=info)
+        return
+    from .video import predict_video
+
+    for video in videos:
+        result = predict_video(predictor, Path(video), Path(args.out), args.every, annotated=not args.no_figure)
+        print(result.describe(), file=info, flush=True)
+
+
+def cmd_explain(args) -> int:
+    """emoclf explain: Grad-CAM figure per image (per face with --haar)."""
+    from .explain import Explainer, explain_inputs
+    from .predict import default_run, describe
+
+    info = sys.stderr if args.json else sys.stdout
+    run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
+    print(f"Using run: {run} ({why})", file=info, flush=True)
+    explainer = Explainer(run, args.device, detector_of(args), args.margin)
+    print(f"Grad-CAM layer: {explainer.layer_name}", file=info, flush=True)
+
+    def emit(record):
+        if args.json:
+            print(json.dumps(record), flush=True)
+        else:
+            print(describe(record) + (f" -> {record['gradcam']}" if record.get("gradcam") else ""))
+
+    records = explain_inputs(explainer, args.inputs, Path(args.out), args.all_classes, emit)
+    print(f"{sum(1 for r in records if r.get('gradcam'))} Grad-CAM figure(s) in {args.out}", file=info)
+    return 0
+
+
+def add_explain_parser(sub) -> None:
+    """The explain subcommand."""
+    p = sub.add_parser("explain", help="Grad-CAM heat maps: where in the face the model saw its emotion")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (not recursive)")
+    p.add_argument("--run", help="run folder or checkpoint (default: as for predict)")
+    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
+    add_face_args(p)
+    p.add_argument("--all-classes", action="store_true", help="one heat map per class, not only the winner's")
+    p.add_argument("--out", default="outputs/predictions", help="folder for the <image>_gradcam.png figures "
+                   "(default: outputs/predictions, beside predict's figures; same-named figures are replaced)")
+    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=cmd_explain)
