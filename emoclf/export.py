@@ -5,6 +5,7 @@ import json
 import logging
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -90,13 +91,27 @@ def _has_onnxscript() -> bool:
     return True
 
 
+@contextmanager
+def _quiet(*names: str):
+    """Keep the exporters' per-pass INFO lines out of emoclf's log."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
 def _torch_to_onnx(model, example, path: Path, exporter: str) -> None:
     """Trace to ONNX with a dynamic batch axis: torch.export-based when onnxscript is there, else the legacy tracer."""
     import torch
 
     dynamo = {"auto": _has_onnxscript(), "dynamo": True, "legacy": False}[exporter]
     names = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir", "torch.onnx"):
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
         if dynamo:
             batch = torch.export.Dim("batch")
@@ -163,7 +178,6 @@ def export_run(run: Path, fmt: str = "onnx", out: Optional[Path] = None, force: 
     with atomic_path(out) as tmp:
         _write_onnx(model, meta, tmp, exporter) if fmt == "onnx" else _write_torchscript(model, meta, tmp)
     atomic_write_json(side_file(out), meta)
-    log.info("Exported %s (%s) to %s", loaded.run_dir, fmt, out)
     return out
 
 
