@@ -128,7 +128,14 @@ def _write_onnx(model, meta: Dict, tmp: Path, exporter: str) -> None:
 
     with tempfile.TemporaryDirectory() as work, torch.no_grad():
         raw = Path(work) / "model.onnx"
-        _torch_to_onnx(model, _example(meta), raw, exporter)
+        try:
+            _torch_to_onnx(model, _example(meta), raw, exporter)
+        except Exception as exc:  # the torch.export-based exporter still misses some operators
+            if exporter != "auto" or not _has_onnxscript():
+                raise
+            log.warning("torch.export-based ONNX export failed (%s); using the legacy exporter.",
+                        str(exc).splitlines()[0][:200])
+            _torch_to_onnx(model, _example(meta), raw, "legacy")
         proto = onnx.load(str(raw))
     proto.doc_string = f"emoclf {meta['model_name']} emotion classifier; output: {OUTPUT_DOC}"
     del proto.metadata_props[:]

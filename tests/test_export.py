@@ -225,6 +225,25 @@ def test_legacy_exporter_gives_the_same_model(cnn_run, cnn_onnx, tmp_path):
                                OnnxPredictor(cnn_onnx, tta="none").probabilities(x), atol=1e-5, rtol=0)
 
 
+def test_auto_export_falls_back_to_the_legacy_exporter(cnn_run, tmp_path, monkeypatch, caplog):
+    _onnx()
+    pytest.importorskip("onnxscript")
+    import torch
+
+    from emoclf.onnx_predict import OnnxPredictor
+
+    real = torch.onnx.export
+
+    def without_dynamo(*args, dynamo=True, **kwargs):
+        if dynamo:
+            raise RuntimeError("unsupported operator aten::something")
+        return real(*args, dynamo=False, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", without_dynamo)
+    out = export_run(cnn_run, "onnx", tmp_path / "m.onnx")
+    assert "legacy exporter" in caplog.text and OnnxPredictor(out).class_names == ["angry", "happy", "sad", "surprise"]
+
+
 def test_onnx_predict_never_imports_torch(cnn_onnx, photos, tmp_path):
     code = ("import sys; from emoclf.cli import main; "
             f"rc = main(['predict', {photos[0]!r}, '--run', {str(cnn_onnx)!r}, '--haar', '--json', '--no-figure']); "
