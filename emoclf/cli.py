@@ -78,7 +78,8 @@ def cmd_predict(args) -> int:
     from pathlib import Path
 
     from .face import FaceDetector
-    from .predict import Predictor, default_run, describe, predict_inputs
+    from .onnx_predict import make_predictor
+    from .predict import default_run, describe, predict_inputs
 
     images, videos = split_media(args)
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
@@ -87,7 +88,7 @@ def cmd_predict(args) -> int:
     detector = None
     if args.haar:
         detector = FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
-    predictor = Predictor(run, args.device, detector, args.margin, args.tta)
+    predictor = make_predictor(run, args.backend, args.device, detector, args.margin, args.tta)
     predict_media(args, predictor, videos, info)
     if not images:
         return 0
@@ -99,6 +100,15 @@ def cmd_predict(args) -> int:
         print(f"Scores of every image: {s.csv}", file=info)
     if s.skipped:
         print(f"Skipped {len(s.skipped)} unreadable file(s).", file=info)
+    return 0
+
+
+def cmd_export(args) -> int:
+    """emoclf export: a run as an ONNX or TorchScript file with its preprocessing metadata."""
+    from .export import export_run, side_file
+
+    out = export_run(args.run, args.format, args.out, force=args.force)
+    print(f"Exported to {out}  (metadata also in {side_file(out)})")
     return 0
 
 
@@ -162,8 +172,10 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|VIDEO",
                    help="image files, folders (not searched recursively) and/or videos (.mp4 .avi .mov .mkv .webm "
                    ".m4v)")
-    p.add_argument("--run", help="run folder or checkpoint (default: best run of the latest comparison under "
-                   "--runs-dir, else its newest finished run)")
+    p.add_argument("--run", help="run folder, checkpoint or exported .onnx file (default: best run of the latest "
+                   "comparison under --runs-dir, else its newest finished run)")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="onnx: run RUN/export/model.onnx "
+                   "with onnxruntime, exporting it first when missing (default: torch; a .onnx --run implies onnx)")
     p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
     add_face_args(p)
     add_media_args(p)
@@ -176,6 +188,16 @@ def _add_predict_parser(sub) -> None:
                    help="test-time augmentation: flip or tencrop (the default of --tta); default: the run's train.tta")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_predict)
+
+
+def _add_export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a run to ONNX or TorchScript for use outside emoclf")
+    p.add_argument("run", help="run folder (outputs/NAME) or checkpoint file")
+    p.add_argument("--format", "-f", choices=["onnx", "torchscript"], default="onnx", help="file format "
+                   "(default: onnx)")
+    p.add_argument("--out", "-o", help="output file (default: RUN/export/model.onnx, or model.pt for torchscript)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_export)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -206,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare_parser(sub)
     _add_predict_parser(sub)
     add_explain_parser(sub)
+    _add_export_parser(sub)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")
@@ -240,8 +263,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"emoclf {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        hint = {"download": "Nothing half-done was installed; run it again.",
-                "inspect": "No partial report was left."}.get(args.command, "A training run continues with --resume.")
+        hint = {"download": "Nothing half-done was installed; run it again.", "inspect": "No partial report was left.",
+                "export": "No partial file was left."}.get(args.command, "A training run continues with --resume.")
         print(f"emoclf {args.command}: interrupted. {hint}", file=sys.stderr)
         return 130
     except (RuntimeError, OSError) as exc:

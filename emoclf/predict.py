@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
 from PIL import Image
 
 from .imaging import is_image_name, load_array, open_image, preprocess_pil
@@ -99,6 +98,8 @@ class Predictor:
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities for a uint8 batch in one pass (test-time augmented as the run scores, or as asked)."""
+        import torch
+
         from .engine import predict_logits
 
         logits = predict_logits(self.loaded.model, inputs, self.norm, max(len(inputs), 1), tta=self.tta)

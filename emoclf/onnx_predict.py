@@ -1,0 +1,128 @@
+"""Predict with an exported ONNX model through onnxruntime: numpy only, no torch on the way."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .predict import Predictor
+
+log = logging.getLogger(__name__)
+# Same views as emoclf.engine.tta_views (kept here so that this module never imports torch).
+TTA_MODES = ("none", "flip", "tencrop")
+TENCROP_FRACTION = 0.9
+BACKENDS = ("torch", "onnx")
+NEEDED_KEYS = ("class_names", "image_size", "grayscale", "aspect", "input_name", "output_kind")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ValueError(f"The ONNX backend needs onnxruntime ({exc}). Install the ONNX extras: "
+                         f"pip install 'emoclf[onnx]'.") from None
+    return onnxruntime
+
+
+def _providers(ort, device: str) -> List[str]:
+    """CPU unless a CUDA device is asked for and this onnxruntime build has it."""
+    if device in ("auto", "cpu"):
+        return ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise ValueError(f"Device {device!r} is not available to onnxruntime here (it has "
+                     f"{', '.join(ort.get_available_providers())}); use --device cpu or auto.")
+
+
+def read_metadata(session, path: Path) -> Dict:
+    """The emoclf metadata of an ONNX session (JSON text per key)."""
+    props = session.get_modelmeta().custom_metadata_map
+    try:
+        meta = {k: json.loads(v) for k, v in props.items()}
+    except ValueError:
+        meta = {}
+    missing = [k for k in NEEDED_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path} carries no emoclf metadata ({', '.join(missing)} missing): it was not written "
+                         f"by emoclf export. Export the run with: emoclf export RUN --format onnx.")
+    if meta["output_kind"] != "probabilities":
+        raise ValueError(f"{path} outputs {meta['output_kind']!r}; this emoclf reads probabilities only.")
+    return meta
+
+
+def _axis_weights(size: int, scale: float, shift: float) -> np.ndarray:
+    """size x size bilinear resampling matrix of one axis (align_corners=False, border padding)."""
+    out = (2 * np.arange(size) + 1) / size - 1
+    src = np.clip(((scale * out + shift + 1) * size - 1) / 2, 0, size - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, size - 1)
+    frac = src - lo
+    w = np.zeros((size, size), dtype=np.float64)
+    np.add.at(w, (np.arange(size), lo), 1 - frac)
+    np.add.at(w, (np.arange(size), hi), frac)
+    return w
+
+
+def tta_views(x: np.ndarray, mode: str) -> List[np.ndarray]:
+    """Views of a float batch averaged at test time: itself; its flip; or 5 crops (corners, centre) and flips."""
+    if mode == "none":
+        return [x]
+    if mode == "flip":
+        return [x, x[..., ::-1]]
+    c, o, size = TENCROP_FRACTION, 1 - TENCROP_FRACTION, x.shape[-1]
+    views = []
+    for tx, ty in ((0.0, 0.0), (-o, -o), (o, -o), (-o, o), (o, o)):
+        wy, wx = _axis_weights(size, c, ty), _axis_weights(size, c, tx)
+        crop = np.einsum("yi,ncij,xj->ncyx", wy, x, wx).astype(np.float32)
+        views += [crop, crop[..., ::-1]]
+    return views
+
+
+class OnnxPredictor(Predictor):
+    """An exported ONNX model with the preprocessing read from its metadata; the same records as Predictor."""
+
+    def __init__(self, path: Path, device: str = "auto", detector=None, margin: float = 0.2,
+                 tta: Optional[str] = None):
+        ort = _ort()
+        self.run = Path(path)
+        if not self.run.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.run}. Export one with: emoclf export RUN.")
+        try:
+            self.session = ort.InferenceSession(str(self.run), providers=_providers(ort, device))
+        except Exception as exc:  # onnxruntime raises its own exception types for broken files
+            raise ValueError(f"Cannot load {self.run} as an ONNX model ({str(exc).splitlines()[0][:200]}).") from None
+        self.meta = read_metadata(self.session, self.run)
+        self.class_names = list(self.meta["class_names"])
+        self.prep = {k: self.meta[k] for k in ("image_size", "grayscale", "aspect")}
+        self.tta = self.meta.get("tta", "none") if tta is None else tta
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"Unknown test-time augmentation {self.tta!r}; choose one of {', '.join(TTA_MODES)}.")
+        self.detector = detector
+        self.margin = margin
+        self.input_name = self.meta["input_name"]
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities for a uint8 N x C x S x S batch in one session run (views averaged with TTA)."""
+        x = np.ascontiguousarray(inputs, dtype=np.float32)
+        views = tta_views(x, self.tta)
+        batch = np.ascontiguousarray(np.concatenate(views)) if len(views) > 1 else x
+        probs = self.session.run(None, {self.input_name: batch})[0]
+        return probs.reshape(len(views), len(x), -1).mean(0)
+
+
+def make_predictor(run: Path, backend: str = "torch", device: str = "auto", detector=None, margin: float = 0.2,
+                   tta: Optional[str] = None) -> Predictor:
+    """A Predictor for a run folder or checkpoint, or an OnnxPredictor for a .onnx file or with backend onnx."""
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    run = Path(run)
+    if run.suffix.lower() == ".onnx":
+        return OnnxPredictor(run, device, detector, margin, tta)
+    if backend == "onnx":
+        from .export import onnx_for_run
+
+        return OnnxPredictor(onnx_for_run(run), device, detector, margin, tta)
+    return Predictor(run, device, detector, margin, tta)
