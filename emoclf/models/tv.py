@@ -43,6 +43,18 @@ def _small_stem(model: nn.Module) -> None:
         model.maxpool = nn.Identity()
 
 
+def _bn_momentum(model: nn.Module, momentum: float = 0.1) -> None:
+    """PyTorch's default BatchNorm momentum where torchvision uses less.
+
+    torchvision's MobileNetV3 and EfficientNet use 0.01, made for ImageNet runs of many thousand steps; over the
+    few hundred steps of a small dataset their running statistics stay near their initial values, and the model
+    scores at chance in evaluation mode while it learns in training mode.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None and m.momentum < momentum:
+            m.momentum = momentum
+
+
 def _extra_kwargs(name: str, image_size: int) -> dict:
     if name in ("googlenet", "inception_v3"):
         return {"aux_logits": False, "init_weights": True}
@@ -60,6 +72,7 @@ def build_torchvision(name: str, num_classes: int, in_channels: int = 3, image_s
 
     model = torchvision.models.get_model(name, weights=None, **_extra_kwargs(name, image_size))
     _adapt_input(model, in_channels)
+    _bn_momentum(model)
     if stem == "small" or (stem == "auto" and image_size < 96):
         _small_stem(model)
     head_name, head = _last_linear(model)
