@@ -110,17 +110,26 @@ class Predictor:
         return {"label": self.class_names[i], "score": round(float(probs[i]), 6),
                 "scores": {c: round(float(p), 6) for c, p in zip(self.class_names, probs)}}
 
-    def predict_file(self, path: Path, keep_images: bool = False) -> Prediction:
-        """Scores of one image file: each detected face (largest first), else the whole image."""
+    def find_faces(self, img) -> Tuple[List, List, List]:
+        """Face boxes in a PIL image (largest first), their square crop boxes and the crops; none without a detector."""
         from .face import crop, square_crop_box
 
+        boxes = self.detector.detect(img) if self.detector else []
+        crop_boxes = [square_crop_box(b, *img.size, self.margin) for b in boxes]
+        return boxes, crop_boxes, [crop(img, b) for b in crop_boxes]
+
+    def preprocess(self, img) -> np.ndarray:
+        """A PIL image as the model's uint8 C x S x S input, with the run's validation preprocessing."""
+        p = self.prep
+        return preprocess_pil(img, p["image_size"], p["grayscale"], p["aspect"])
+
+    def predict_file(self, path: Path, keep_images: bool = False) -> Prediction:
+        """Scores of one image file: each detected face (largest first), else the whole image."""
         p = self.prep
         original = open_image(path, grayscale=False) if (self.detector or keep_images) else None
-        boxes = self.detector.detect(original) if self.detector else []
-        crop_boxes = [square_crop_box(b, *original.size, self.margin) for b in boxes]
-        crops = [crop(original, b) for b in crop_boxes]
+        boxes, crop_boxes, crops = self.find_faces(original) if self.detector else ([], [], [])
         if crops:
-            inputs = np.stack([preprocess_pil(c, p["image_size"], p["grayscale"], p["aspect"]) for c in crops])
+            inputs = np.stack([self.preprocess(c) for c in crops])
         else:  # the very same decoding and resizing as validation images
             inputs = load_array(path, p["image_size"], p["grayscale"], p["aspect"])[None]
         probs = self.probabilities(inputs)

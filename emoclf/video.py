@@ -67,19 +67,13 @@ def _regions(predictor, frame: np.ndarray) -> Tuple[List[np.ndarray], List[Tuple
     """Model inputs of one BGR frame: each face (largest first), else the whole frame."""
     from PIL import Image
 
-    from .face import crop, square_crop_box
-    from .imaging import preprocess_pil
     from .predict import FALLBACK
 
-    p = predictor.prep
     img = Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1]))
-    boxes = predictor.detector.detect(img) if predictor.detector else []
+    boxes, _, crops = predictor.find_faces(img)
     if not boxes:
-        inputs = [preprocess_pil(img, p["image_size"], p["grayscale"], p["aspect"])]
-        return inputs, [(0, (0, 0, img.width, img.height))], FALLBACK if predictor.detector else ""
-    crops = [crop(img, square_crop_box(b, img.width, img.height, predictor.margin)) for b in boxes]
-    inputs = [preprocess_pil(c, p["image_size"], p["grayscale"], p["aspect"]) for c in crops]
-    return inputs, list(enumerate(boxes, 1)), ""
+        return [predictor.preprocess(img)], [(0, (0, 0, img.width, img.height))], FALLBACK if predictor.detector else ""
+    return [predictor.preprocess(c) for c in crops], list(enumerate(boxes, 1)), ""
 
 
 def score_frames(predictor, frames: Sequence[np.ndarray]) -> List[List[FaceScore]]:
