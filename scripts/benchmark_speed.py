@@ -4,8 +4,8 @@
 For each model at its configured size, in one process on one machine, prints
   (a) the pure training-step rate on random tensors (the ceiling),
   (b) emoclf's end-to-end training rate (cached data, batch augmentation, step, metrics, progress bar),
-  (c) a reference pipeline built the usual way (torchvision ImageFolder, PIL transforms, DataLoader with
-      2 workers) on the same files, same model, size and batch,
+  (c) a reference pipeline built the usual way (torchvision ImageFolder, per-image PIL transforms doing the
+      config's augmentation, DataLoader with 2 workers) on the same files, same model, size and batch,
 and the ratios b/a and b/c, plus evaluation rate. With --peak-memory it also trains the CNN config on the
 whole dataset for a short time limit in a child process (`emoclf train`, cache and all) and prints that
 process's peak resident memory. Predict latency per photo: scripts/benchmark_predict.py.
@@ -23,7 +23,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -96,16 +95,33 @@ def emoclf_rate(trainer: Trainer) -> float:
     return res["images"] / (time.perf_counter() - start)
 
 
+def reference_transforms(cfg, size: int, mean, std):
+    """The config's augmentation written the usual way, per image with PIL: the same work emoclf does per batch."""
+    import torchvision.transforms as T
+
+    a = cfg.augment
+    tf = [T.Grayscale(1)] if cfg.data.grayscale else [T.Lambda(lambda im: im.convert("RGB"))]
+    tf.append(T.Resize((size, size)))
+    if a.hflip:
+        tf.append(T.RandomHorizontalFlip())
+    if a.rotation or a.translate or a.scale:
+        tf.append(T.RandomAffine(a.rotation, translate=(a.translate, a.translate) if a.translate else None,
+                                 scale=(1 - a.scale, 1 + a.scale) if a.scale else None))
+    if a.brightness or a.contrast:
+        tf.append(T.ColorJitter(brightness=a.brightness, contrast=a.contrast))
+    tf += [T.ToTensor(), T.Normalize(mean, std)]
+    if a.erasing:
+        tf.append(T.RandomErasing(p=a.erasing))
+    return T.Compose(tf)
+
+
 def reference_rate(trainer: Trainer, root: Path, workers: int) -> float:
     """(c) ImageFolder + PIL transforms + DataLoader(num_workers) on the same files and model."""
-    import torchvision.transforms as T
     from torchvision.datasets import ImageFolder
 
     cfg, dev = trainer.cfg, trainer.device
     size, mean, std = cfg.data.image_size, trainer.norm.mean.flatten().tolist(), trainer.norm.std.flatten().tolist()
-    tf = [T.Grayscale(1)] if cfg.data.grayscale else [T.Lambda(lambda im: im.convert("RGB"))]
-    tf += [T.Resize((size, size)), T.RandomHorizontalFlip(), T.RandomRotation(10), T.ToTensor(), T.Normalize(mean, std)]
-    ds = ImageFolder(str(root / "train"), transform=T.Compose(tf))
+    ds = ImageFolder(str(root / "train"), transform=reference_transforms(cfg, size, mean, std))
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                                          drop_last=True, persistent_workers=workers > 0, pin_memory=dev.type == "cuda")
     model, opt = trainer.model, trainer.optimizer
