@@ -81,13 +81,14 @@ class Prediction:
 class Predictor:
     """A finished run's model with its validation preprocessing, and an optional face detector."""
 
-    def __init__(self, run: Path, device: str = "auto", detector=None, margin: float = 0.2, tta: str = None):
+    def __init__(self, run, device: str = "auto", detector=None, margin: float = 0.2, tta: str = None):
         from .augment import Normalizer
         from .engine import check_tta
-        from .runs import load_run
+        from .ensemble import load_runs
 
-        self.loaded = load_run(Path(run), device)
-        self.run = Path(run)
+        runs = [run] if isinstance(run, (str, Path)) else list(run)
+        self.loaded = load_runs(runs, device)
+        self.run = " + ".join(map(str, runs))  # several runs: an ensemble averaging their probabilities
         self.class_names = self.loaded.class_names
         self.prep = self.loaded.preprocessing
         dev = next(self.loaded.model.parameters()).device

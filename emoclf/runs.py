@@ -175,6 +175,7 @@ class LoadedRun:
     run_dir: Optional[Path]
     checkpoint: Path
     channels_last: bool = False
+    members: Optional[List[Path]] = None  # the runs of an ensemble (see ensemble.load_runs); None: one run
 
 
 def load_run(path: Path, device: str = "auto") -> LoadedRun:
@@ -198,10 +199,17 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
                      ckpt_path.parent if path.is_file() else path, ckpt_path, channels_last)
 
 
-def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = None, tta: str = "none",
-                 device: str = "auto") -> Dict:
-    """Score a finished run on its own validation data or on any labelled folder; writes RUN/eval/<name>/."""
-    lr = load_run(run, device)
+def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, tta: str = "none",
+                 device: str = "auto", out: Optional[str] = None) -> Dict:
+    """Score a finished run (or several, averaged) on its own validation data or any labelled folder.
+
+    Writes RUN/eval/<data>-<split>[-tta]/, or for several runs ensemble-<names>/<data>-<split>[-tta]/ beside the
+    first; ``out`` replaces that parent folder.
+    """
+    from .ensemble import ensemble_dir, load_runs
+
+    runs = [run] if isinstance(run, (str, Path)) else list(run)
+    lr = load_runs(runs, device)
     cfg = lr.cfg
     root = Path(data) if data else Path(cfg.data.root)
     ev, info = labelled_split(root, split, lr.class_names, cfg.data, cfg.seed, own_data=data is None)
@@ -212,13 +220,22 @@ def evaluate_run(run: Path, data: Optional[str] = None, split: Optional[str] = N
                       lr.channels_last)
     tta = check_tta(tta)
     name = f"{Path(info['root']).name}-{info['split']}" + ("" if tta == "none" else f"-{tta}")
-    out_dir = lr.run_dir / "eval" / name
-    notes = [f"Run {lr.run_dir} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
-    extra = {"model": cfg.model.name, "checkpoint": str(lr.checkpoint), "data_root": str(info["root"]),
-             "split": info["split"], "excluded_images": info["excluded"], "skipped_images": len(ev.skipped)}
+    parent = Path(out) if out else (ensemble_dir(runs) if lr.members else lr.run_dir / "eval")
+    out_dir = parent / name
+    what = f"Run {lr.run_dir}" if not lr.members else \
+        f"Ensemble of {len(lr.members)} runs ({', '.join(map(str, lr.members))}; probabilities averaged)"
+    notes = [f"{what} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
+    extra = {"model": cfg.model.name if not lr.members else "ensemble", "checkpoint": str(lr.checkpoint),
+             "data_root": str(info["root"]), "split": info["split"], "excluded_images": info["excluded"],
+             "skipped_images": len(ev.skipped)}
+    if lr.members:
+        extra["members"] = [str(m) for m in lr.members]
+        title = f"ensemble of {len(lr.members)} runs on {name}"
+    else:
+        title = f"{cfg.run_name} on {name}"
     if ev.skipped:
         notes.append(skipped_note(ev.skipped))
     metrics = score(lr.model, norm, ev, lr.class_names, cfg.train.eval_batch_size, tta, None,
-                    Scored(out_dir, f"{cfg.run_name} on {name}", extra, notes))
+                    Scored(out_dir, title, extra, notes))
     metrics["out_dir"] = str(out_dir)
     return metrics

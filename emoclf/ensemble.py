@@ -1,0 +1,80 @@
+"""Several finished runs as one model: the average of their class probabilities."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# Preprocessing that decides which pixels a model reads; members must agree on it to share one input batch.
+SHARED_INPUT = ("image_size", "grayscale", "aspect")
+
+
+class Ensemble(nn.Module):
+    """Log of the mean softmax of the member models.
+
+    The input is normalized with the first member's mean/std; each other member's input is rescaled to its own
+    statistics, so members trained with different normalization still read what they were trained on.
+    """
+
+    def __init__(self, models: Sequence[nn.Module], means: Sequence[Sequence[float]],
+                 stds: Sequence[Sequence[float]]):
+        super().__init__()
+        self.members = nn.ModuleList(models)
+        m0, s0 = torch.tensor(means[0]).view(1, -1, 1, 1), torch.tensor(stds[0]).view(1, -1, 1, 1)
+        # x_i = (x_0 * s0 + m0 - m_i) / s_i  =  x_0 * scale_i + shift_i
+        for i, (m, s) in enumerate(zip(means, stds)):
+            m, s = torch.tensor(m).view(1, -1, 1, 1), torch.tensor(s).view(1, -1, 1, 1)
+            self.register_buffer(f"scale{i}", s0 / s, persistent=False)
+            self.register_buffer(f"shift{i}", (m0 - m) / s, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = 0
+        for i, model in enumerate(self.members):
+            xi = x if i == 0 else x * getattr(self, f"scale{i}") + getattr(self, f"shift{i}")
+            probs = probs + F.softmax(model(xi).float(), 1)
+        return (probs / len(self.members)).clamp_min(1e-12).log()
+
+
+def check_members(names: Sequence[str], class_lists: Sequence[List[str]], preps: Sequence[dict]) -> None:
+    """Refuse runs that cannot be averaged: other classes (or order) or other input pixels."""
+    for name, classes, prep in zip(names[1:], class_lists[1:], preps[1:]):
+        if list(classes) != list(class_lists[0]):
+            raise ValueError(f"Cannot average {names[0]} and {name}: their classes differ "
+                             f"({', '.join(class_lists[0])} vs {', '.join(classes)}). An ensemble needs runs "
+                             f"trained on the same classes.")
+        for key in SHARED_INPUT:
+            if prep.get(key) != preps[0].get(key):
+                raise ValueError(f"Cannot average {names[0]} and {name}: data.{key} differs ({preps[0].get(key)} vs "
+                                 f"{prep.get(key)}). An ensemble needs runs that read the same input; retrain one "
+                                 f"with --set data.{key}={preps[0].get(key)}.")
+
+
+def load_runs(paths: Sequence, device: str = "auto"):
+    """One run as is, or several as a LoadedRun whose model is their :class:`Ensemble`."""
+    from .runs import LoadedRun, load_run
+
+    paths = [Path(p) for p in paths]
+    checkpoints = {(p / "best.pt" if p.is_dir() else p).resolve() for p in paths}
+    if len(checkpoints) != len(paths):
+        raise ValueError(f"The same run is named twice in {', '.join(map(str, paths))}: each member once.")
+    runs = [load_run(p, device) for p in paths]
+    if len(runs) == 1:
+        return runs[0]
+    check_members([str(p) for p in paths], [r.class_names for r in runs], [r.preprocessing for r in runs])
+    first = runs[0]
+    model = Ensemble([r.model for r in runs], [r.preprocessing["mean"] for r in runs],
+                     [r.preprocessing["std"] for r in runs])
+    model = model.to(next(first.model.parameters()).device).eval()
+    return LoadedRun(model, first.cfg, first.class_names, first.preprocessing, first.run_dir, first.checkpoint,
+                     first.channels_last, members=[r.run_dir for r in runs])
+
+
+def ensemble_dir(paths: Sequence) -> Path:
+    """Default folder of an ensemble's scores: beside the first run, named after the members."""
+    paths = [Path(p) for p in paths]
+    names = [(p if p.is_dir() else p.parent).name for p in paths]
+    first = paths[0] if paths[0].is_dir() else paths[0].parent
+    return first.parent / ("ensemble-" + "+".join(names))
