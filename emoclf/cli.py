@@ -8,7 +8,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .cli_media import add_explain_parser, add_face_args, add_media_args, predict_media, split_media
+from .cli_media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 
 log = logging.getLogger("emoclf")
 
@@ -32,7 +32,7 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from .runs import evaluate_run
 
-    m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device)
+    m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device, out=args.out)
     print(f"accuracy {m['accuracy']:.4f}  top-2 {m['top2_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
           f"weighted F1 {m['f1_weighted']:.4f}  loss {m['loss']:.4f}  on {m['num_images']} images")
     print(f"Written to {m['out_dir']}" + ("" if m["tta"] == "none" else f" (test-time augmentation: {m['tta']})"))
@@ -77,18 +77,17 @@ def cmd_predict(args) -> int:
     """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines; video, webcam."""
     from pathlib import Path
 
-    from .face import FaceDetector
     from .onnx_predict import make_predictor
     from .predict import default_run, describe, predict_inputs
 
     images, videos = split_media(args)
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
-    run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
-    print(f"Using run: {run} ({why})", file=info, flush=True)
-    detector = None
-    if args.haar:
-        detector = FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
-    predictor = make_predictor(run, args.backend, args.device, detector, args.margin, args.tta)
+    run, why = ([Path(r) for r in args.run], "--run") if args.run else default_run(Path(args.runs_dir))
+    if isinstance(run, list) and len(run) == 1:
+        run = run[0]
+    shown = run if isinstance(run, Path) else f"ensemble of {' + '.join(map(str, run))}"
+    print(f"Using run: {shown} ({why})", file=info, flush=True)
+    predictor = make_predictor(run, args.backend, args.device, detector_of(args), args.margin, args.tta)
     predict_media(args, predictor, videos, info)
     if not images:
         return 0
@@ -172,8 +171,9 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|VIDEO",
                    help="image files, folders (not searched recursively) and/or videos (.mp4 .avi .mov .mkv .webm "
                    ".m4v)")
-    p.add_argument("--run", help="run folder, checkpoint or exported .onnx file (default: best run of the latest "
-                   "comparison under --runs-dir, else its newest finished run)")
+    p.add_argument("--run", action="append", help="run folder, checkpoint or exported .onnx file (default: best "
+                   "run of the latest comparison under --runs-dir, else its newest finished run); repeat it for an "
+                   "ensemble that averages the runs' probabilities")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="onnx: run RUN/export/model.onnx "
                    "with onnxruntime, exporting it first when missing (default: torch; a .onnx --run implies onnx)")
     p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
@@ -216,12 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a finished run on its validation data or any labelled folder")
-    p.add_argument("run", help="run folder (outputs/NAME) or checkpoint file")
+    p = sub.add_parser("evaluate", help="score a finished run (or an ensemble of runs) on its validation data or "
+                       "any labelled folder")
+    p.add_argument("run", nargs="+", metavar="RUN", help="run folder (outputs/NAME) or checkpoint file; several: "
+                   "an ensemble that averages their probabilities (same classes and input size)")
     p.add_argument("--data", help="labelled dataset folder (default: the run's own data)")
     p.add_argument("--split", help="split to score: validation, test or train (default: validation, else test)")
     p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=["none", "flip", "tencrop"],
                    help="test-time augmentation: flip, or tencrop (5 crops and their flips; the default of --tta)")
+    p.add_argument("--out", help="parent folder of the scores (default: RUN/eval, or ensemble-NAME+NAME beside "
+                   "the first run)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=cmd_evaluate)
 

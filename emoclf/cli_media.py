@@ -11,13 +11,17 @@ from typing import List, Tuple
 def add_face_args(p: argparse.ArgumentParser) -> None:
     """Options of the Haar face detector and of the square face crop."""
     p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
-    p.add_argument("--scale-factor", type=float, default=1.1, help="Haar image pyramid step, > 1 (default 1.1)")
-    p.add_argument("--min-neighbors", type=int, default=6, help="Haar detections needed per face (default 6)")
+    p.add_argument("--scale-factor", type=float, default=1.2, help="Haar image pyramid step, > 1; smaller finds "
+                   "more faces, slower (default 1.2)")
+    p.add_argument("--min-neighbors", type=int, default=3, help="Haar detections needed per face; higher means "
+                   "fewer false faces (default 3)")
     p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
-                   "in pixels, for speed; 0: full resolution, for small faces in big photos (default 320)")
+                   "in pixels, for speed; faces under about 20/320 of the longer side are missed; larger (or 0: full "
+                   "resolution) finds smaller faces, slower (default 320)")
     p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
                    "(default 0.2)")
-    p.add_argument("--cascade", help="another OpenCV Haar cascade XML file")
+    p.add_argument("--cascade", help="OpenCV frontal-face cascade by name: alt (the default), alt2, default, "
+                   "alt_tree; or a Haar cascade XML file")
 
 
 def add_media_args(p: argparse.ArgumentParser) -> None:

@@ -81,6 +81,13 @@ def tta_views(x: np.ndarray, mode: str) -> List[np.ndarray]:
     return views
 
 
+def _session_options(ort):
+    """No busy-waiting between calls: spinning threads would take the CPU from OpenCV's face detection."""
+    opts = ort.SessionOptions()
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
 class OnnxPredictor(Predictor):
     """An exported ONNX model with the preprocessing read from its metadata; the same records as Predictor."""
 
@@ -91,7 +98,7 @@ class OnnxPredictor(Predictor):
         if not self.run.is_file():
             raise FileNotFoundError(f"ONNX model not found: {self.run}. Export one with: emoclf export RUN.")
         try:
-            self.session = ort.InferenceSession(str(self.run), providers=_providers(ort, device))
+            self.session = ort.InferenceSession(str(self.run), _session_options(ort), providers=_providers(ort, device))
         except Exception as exc:  # onnxruntime raises its own exception types for broken files
             raise ValueError(f"Cannot load {self.run} as an ONNX model ({str(exc).splitlines()[0][:200]}).") from None
         self.meta = read_metadata(self.session, self.run)
@@ -113,11 +120,20 @@ class OnnxPredictor(Predictor):
         return probs.reshape(len(views), len(x), -1).mean(0)
 
 
-def make_predictor(run: Path, backend: str = "torch", device: str = "auto", detector=None, margin: float = 0.2,
+def make_predictor(run, backend: str = "torch", device: str = "auto", detector=None, margin: float = 0.2,
                    tta: Optional[str] = None) -> Predictor:
-    """A Predictor for a run folder or checkpoint, or an OnnxPredictor for a .onnx file or with backend onnx."""
+    """A Predictor for a run folder or checkpoint (or a list of them: an ensemble), or an OnnxPredictor for a .onnx
+    file or with backend onnx."""
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if not isinstance(run, (str, Path)):
+        runs = [Path(r) for r in run]
+        if len(runs) > 1:
+            if backend == "onnx" or any(r.suffix.lower() == ".onnx" for r in runs):
+                raise ValueError("An ensemble of several --run runs is scored with PyTorch only: drop --backend onnx "
+                                 "and pass run folders or checkpoints, not .onnx files.")
+            return Predictor(runs, device, detector, margin, tta)
+        run = runs[0]
     run = Path(run)
     if run.suffix.lower() == ".onnx":
         return OnnxPredictor(run, device, detector, margin, tta)

@@ -31,6 +31,30 @@ def test_downscaled_detection_reports_original_pixels(astronaut):
     assert np.allclose(np.asarray(fast[0]), 2 * np.asarray(full[0]), atol=16)
 
 
+def test_a_small_face_in_a_photo(astronaut):
+    # The astronaut's face at about 48 px in a 640 x 480 photo: 24 px on the 320 px detection copy.
+    # OpenCV's "default" cascade at 1.1 / 6 (the earlier default) misses it.
+    side = 240
+    photo = Image.new("RGB", (640, 480), (120, 120, 120))
+    photo.paste(astronaut.resize((side, side)), (300, 160))
+    boxes = FaceDetector().detect(photo)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    k = side / 512  # her face spans x 175-275, y 65-165 of the 512 px photo
+    assert abs(x - (300 + 180 * k)) < 12 and abs(y - (160 + 65 * k)) < 12 and abs(w - 100 * k) < 12
+
+
+def test_cascade_by_name_or_file():
+    import cv2
+
+    for name in ("default", "alt", "alt2"):
+        assert FaceDetector(cascade=name)._classifier is not None
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    assert FaceDetector(cascade=path)._classifier is not None
+    with pytest.raises(FileNotFoundError, match="alt2"):  # the message lists the names
+        FaceDetector(cascade="alt3")
+
+
 def test_no_face_in_a_plain_image():
     img = Image.fromarray(np.tile(np.linspace(0, 255, 400, dtype=np.uint8), (300, 1)))
     assert FaceDetector().detect(img) == []

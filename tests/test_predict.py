@@ -24,9 +24,9 @@ def photos(tmp_path_factory) -> dict:
     d = tmp_path_factory.mktemp("photos")
     astro = Image.fromarray(skimage_data.astronaut())
     astro.save(d / "astronaut.jpg", quality=92)
-    two = Image.new("RGB", (512 + 360, 512), (128, 128, 128))
-    two.paste(astro.resize((360, 360)), (0, 76))
-    two.paste(astro, (360, 0))
+    two = Image.new("RGB", (512 + 400, 512), (128, 128, 128))
+    two.paste(astro.resize((400, 400)), (0, 112))
+    two.paste(astro, (400, 0))
     two.save(d / "two_faces.png")
     Image.new("RGB", (300, 200), (30, 80, 160)).save(d / "no_face.png")
     face_photo(128, faces=1).save(d / "drawn.webp")
@@ -92,7 +92,7 @@ def test_two_faces_scored_largest_first(runs, photos, capsys, tmp_path):
     assert len(rec["faces"]) == 2
     big, small = rec["faces"]
     assert big["box"][2] > small["box"][2]
-    assert big["box"][0] > 360 > small["box"][0]
+    assert big["box"][0] > 400 > small["box"][0]
     for face in rec["faces"]:
         _check_scores(face, rec["scores"])
     assert Path(rec["figure"]).stat().st_size > 10_000
