@@ -78,16 +78,15 @@ def cmd_predict(args) -> int:
     from pathlib import Path
 
     from .onnx_predict import make_predictor
-    from .predict import default_run, describe, predict_inputs
+    from .predict import as_run_list, default_run, describe, predict_inputs
 
     images, videos = split_media(args)
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
-    run, why = ([Path(r) for r in args.run], "--run") if args.run else default_run(Path(args.runs_dir))
-    if isinstance(run, list) and len(run) == 1:
-        run = run[0]
-    shown = run if isinstance(run, Path) else f"ensemble of {' + '.join(map(str, run))}"
+    run, why = (args.run, "--run") if args.run else default_run(Path(args.runs_dir))
+    runs = as_run_list(run)
+    shown = runs[0] if len(runs) == 1 else f"ensemble of {' + '.join(map(str, runs))}"
     print(f"Using run: {shown} ({why})", file=info, flush=True)
-    predictor = make_predictor(run, args.backend, args.device, detector_of(args), args.margin, args.tta)
+    predictor = make_predictor(runs, args.backend, args.device, detector_of(args), args.margin, args.tta)
     predict_media(args, predictor, videos, info)
     if not images:
         return 0

@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -247,7 +246,7 @@ def _validate(cfg: Config) -> None:
     if not 0 <= cfg.seed <= MAX_SEED:
         raise ValueError(f"seed={_show(cfg.seed)} is out of range; allowed: [0, {MAX_SEED}].")
     name = cfg.output.name
-    if name is not None and (not name or any(c in name for c in ("/", "\\", "\0", os.sep)) or name in (".", "..")):
+    if name is not None and (not name or any(c in name for c in ("/", "\\", "\0")) or name in (".", "..")):
         raise ValueError(f"output.name must be a plain folder name; got {_show(cfg.output.name)}.")
 
 

@@ -24,9 +24,9 @@ class Ensemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(models)
         m0, s0 = torch.tensor(means[0]).view(1, -1, 1, 1), torch.tensor(stds[0]).view(1, -1, 1, 1)
-        # x_i = (x_0 * s0 + m0 - m_i) / s_i  =  x_0 * scale_i + shift_i
-        for i, (m, s) in enumerate(zip(means, stds)):
-            m, s = torch.tensor(m).view(1, -1, 1, 1), torch.tensor(s).view(1, -1, 1, 1)
+        # x_i = (x_0 * s0 + m0 - m_i) / s_i  =  x_0 * scale_i + shift_i  (member 0 reads x_0 as it is)
+        for i in range(1, len(self.members)):
+            m, s = torch.tensor(means[i]).view(1, -1, 1, 1), torch.tensor(stds[i]).view(1, -1, 1, 1)
             self.register_buffer(f"scale{i}", s0 / s, persistent=False)
             self.register_buffer(f"shift{i}", (m0 - m) / s, persistent=False)
 
@@ -74,7 +74,5 @@ def load_runs(paths: Sequence, device: str = "auto"):
 
 def ensemble_dir(paths: Sequence) -> Path:
     """Default folder of an ensemble's scores: beside the first run, named after the members."""
-    paths = [Path(p) for p in paths]
-    names = [(p if p.is_dir() else p.parent).name for p in paths]
-    first = paths[0] if paths[0].is_dir() else paths[0].parent
-    return first.parent / ("ensemble-" + "+".join(names))
+    folders = [p if p.is_dir() else p.parent for p in map(Path, paths)]
+    return folders[0].parent / ("ensemble-" + "+".join(f.name for f in folders))

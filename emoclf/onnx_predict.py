@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .predict import Predictor
+from .predict import Predictor, as_run_list
 
 log = logging.getLogger(__name__)
 # Same views as emoclf.engine.tta_views (kept here so that this module never imports torch).
@@ -126,15 +126,13 @@ def make_predictor(run, backend: str = "torch", device: str = "auto", detector=N
     file or with backend onnx."""
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-    if not isinstance(run, (str, Path)):
-        runs = [Path(r) for r in run]
-        if len(runs) > 1:
-            if backend == "onnx" or any(r.suffix.lower() == ".onnx" for r in runs):
-                raise ValueError("An ensemble of several --run runs is scored with PyTorch only: drop --backend onnx "
-                                 "and pass run folders or checkpoints, not .onnx files.")
-            return Predictor(runs, device, detector, margin, tta)
-        run = runs[0]
-    run = Path(run)
+    runs = as_run_list(run)
+    if len(runs) > 1:
+        if backend == "onnx" or any(r.suffix.lower() == ".onnx" for r in runs):
+            raise ValueError("An ensemble of several --run runs is scored with PyTorch only: drop --backend onnx "
+                             "and pass run folders or checkpoints, not .onnx files.")
+        return Predictor(runs, device, detector, margin, tta)
+    run = runs[0]
     if run.suffix.lower() == ".onnx":
         return OnnxPredictor(run, device, detector, margin, tta)
     if backend == "onnx":

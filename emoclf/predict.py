@@ -6,7 +6,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -48,6 +48,11 @@ def _best_of_comparison(path: Path) -> Optional[Path]:
     return Path(best) if best and (Path(best) / "best.pt").is_file() else None
 
 
+def as_run_list(run: Union[str, Path, Sequence]) -> List[Path]:
+    """One run (a path) or several, for an ensemble (a sequence of paths), as a list of paths."""
+    return [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
+
+
 def default_run(outputs: Path = Path("outputs")) -> Tuple[Path, str]:
     """Best run of the latest comparison under ``outputs``, else its newest finished run; and why it was chosen."""
     from .runs import is_finished
@@ -86,7 +91,7 @@ class Predictor:
         from .engine import check_tta
         from .ensemble import load_runs
 
-        runs = [run] if isinstance(run, (str, Path)) else list(run)
+        runs = as_run_list(run)
         self.loaded = load_runs(runs, device)
         self.run = " + ".join(map(str, runs))  # several runs: an ensemble averaging their probabilities
         self.class_names = self.loaded.class_names

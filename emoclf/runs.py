@@ -207,8 +207,9 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
     first; ``out`` replaces that parent folder.
     """
     from .ensemble import ensemble_dir, load_runs
+    from .predict import as_run_list
 
-    runs = [run] if isinstance(run, (str, Path)) else list(run)
+    runs = as_run_list(run)
     lr = load_runs(runs, device)
     cfg = lr.cfg
     root = Path(data) if data else Path(cfg.data.root)
