@@ -96,8 +96,9 @@ class Explainer:
     def __init__(self, run: Path, device: str = "auto", detector=None, margin: float = 0.2):
         from .predict import Predictor
 
-        # No test-time augmentation: the scores shown are those of the very forward pass that is explained.
-        self.predictor = Predictor(run, device, detector, margin, tta="none")
+        # No test-time augmentation: the scores shown are those of the very forward pass that is explained; no
+        # BatchNorm folding: Grad-CAM may read a convolution's own output.
+        self.predictor = Predictor(run, device, detector, margin, tta="none", fold=False)
         p = self.predictor.prep
         model = self.predictor.loaded.model
         example = torch.zeros(1, 1 if p["grayscale"] else 3, p["image_size"], p["image_size"], dtype=torch.uint8)

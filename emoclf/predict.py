@@ -86,13 +86,20 @@ class Prediction:
 class Predictor:
     """A finished run's model with its validation preprocessing, and an optional face detector."""
 
-    def __init__(self, run, device: str = "auto", detector=None, margin: float = 0.2, tta: str = None):
+    def __init__(self, run, device: str = "auto", detector=None, margin: float = 0.2, tta: str = None,
+                 fold: bool = True):
+        import torch
+
         from .augment import Normalizer
         from .engine import check_tta
         from .ensemble import load_runs
+        from .models.surgery import fold_batchnorm
 
         runs = as_run_list(run)
         self.loaded = load_runs(runs, device)
+        if fold and fold_batchnorm(self.loaded.model) and self.loaded.channels_last:
+            # BatchNorm folded into the convolutions: about a quarter off a MobileNetV3 forward pass on the CPU
+            self.loaded.model.to(memory_format=torch.channels_last)
         self.run = " + ".join(map(str, runs))  # several runs: an ensemble averaging their probabilities
         self.class_names = self.loaded.class_names
         self.prep = self.loaded.preprocessing

@@ -104,3 +104,29 @@ def test_batchnorm_running_statistics_settle_within_a_short_run(name):
         for _ in range(60):
             model(x)
     assert torch.allclose(bn.running_mean, seen[-1], rtol=0.02, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["cnn", "mobilenet_v3_small", "resnet18"])
+def test_fold_batchnorm_keeps_the_outputs(name):
+    from emoclf.models.surgery import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=7, in_channels=3)
+    for m in model.modules():  # statistics far from the initial 0 / 1, so a wrong fold shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.3, 3)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    x = torch.randn(2, 3, 64, 64)
+    assert fold_batchnorm(model) == 0  # training mode: BatchNorm still learns, nothing is folded
+    model.eval()
+    with torch.inference_mode():
+        before = model(x)
+        bns = sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        folded = fold_batchnorm(model)
+        after = model(x)
+    assert folded > 0 and sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) == bns - folded
+    if name != "resnet18":  # ResNet's conv1/bn1 pairs are attributes, not a Sequential: left alone
+        assert folded == bns
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)

@@ -17,3 +17,25 @@ def head_prefix(model: nn.Module) -> str:
     if not names:
         raise ValueError(f"{type(model).__name__} has no Linear classifier head.")
     return names[-1]
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Fold each eval-mode BatchNorm2d into the Conv2d just before it in a Sequential; returns how many were folded.
+
+    For inference only (a copy of the weights is made per pair; the module tree keeps its shape, the BatchNorm becomes
+    an Identity): the outputs match the unfolded model to float rounding, one normalization pass fewer per layer.
+    Pairs outside a Sequential (such as ResNet's conv1/bn1 attributes) are left alone: their order is not known.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = 0
+    for seq in list(model.modules()):
+        if not isinstance(seq, nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and not conv.training and not bn.training
+                    and bn.running_mean is not None and conv.out_channels == bn.num_features):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+                folded += 1
+    return folded
