@@ -18,6 +18,9 @@ def add_face_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
                    "in pixels, for speed; faces under about 20/320 of the longer side are missed; larger (or 0: full "
                    "resolution) finds smaller faces, slower (default 320)")
+    p.add_argument("--min-face", type=int, default=48, metavar="PX", help="smallest face looked for, in the "
+                   "photo's pixels; 0 looks as small as --detect-size allows, slower (default 48, the size of "
+                   "FER2013's faces)")
     p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
                    "(default 0.2)")
     p.add_argument("--cascade", help="OpenCV frontal-face cascade by name: alt (the default), alt2, default, "
@@ -38,7 +41,7 @@ def detector_of(args):
 
     if not args.haar:
         return None
-    return FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade)
+    return FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade, args.min_face)
 
 
 def split_media(args) -> Tuple[List[str], List[str]]:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Haar face detection: time per 640x480 photo against faces found and false faces, per detector setting.
 
-For each setting (cascade, --scale-factor, --min-neighbors, --detect-size) it prints the median
+For each setting (cascade, --scale-factor, --min-neighbors, --detect-size, --min-face) it prints the median
 detection time on a 640x480 photo with one face (scikit-image's astronaut, face about 95 px), whether that face
 and a small one (about 48 px) are found, in how many of 66 photos with her face at 31-97 px in 3 places it is
 found, in how many of 6 photos with a second, smaller copy of her both faces are found, the false faces on 13
@@ -27,11 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emoclf.face import FaceDetector  # noqa: E402
 
-# (cascade, scale factor, min neighbours, detect size); the first is emoclf's default, the fifth the earlier one.
-SETTINGS = [("alt", 1.2, 3, 320), ("alt", 1.2, 2, 320), ("alt2", 1.2, 2, 320), ("default", 1.2, 3, 320),
-            ("default", 1.1, 6, 320), ("default", 1.2, 4, 320), ("alt", 1.1, 4, 320), ("alt", 1.15, 3, 320),
-            ("alt2", 1.2, 3, 320), ("alt", 1.2, 3, 272), ("alt", 1.15, 3, 272), ("alt", 1.15, 3, 288),
-            ("alt2", 1.15, 3, 272)]
+# (cascade, scale factor, min neighbours, detect size, min face); the first is emoclf's default, the second and
+# third the earlier ones.
+SETTINGS = [("alt", 1.2, 3, 320, 48), ("alt", 1.2, 3, 320, 0), ("default", 1.1, 6, 320, 0), ("alt", 1.15, 3, 320, 48),
+            ("alt", 1.15, 3, 320, 0), ("alt", 1.1, 4, 320, 0), ("alt", 1.2, 3, 320, 56), ("alt", 1.2, 3, 256, 0),
+            ("alt", 1.2, 2, 320, 48), ("alt2", 1.2, 2, 320, 48), ("alt2", 1.2, 3, 320, 48), ("default", 1.2, 4, 320, 48),
+            ("default", 1.1, 6, 320, 48)]
 NO_FACE = ("chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass", "gravel",
            "page", "text", "horse", "coins", "moon")
 
@@ -129,20 +130,20 @@ def main() -> None:
     sweep, two = size_sweep(), pairs()
     gen = scenes(args.data, args.scenes) if args.data else []
     faces = sum(len(b) for _, b in gen)
-    print("| cascade | scale factor | min neighbours | detect size | ms, 640x480 photo | face found | "
+    print("| cascade | scale factor | min neighbours | detect size | min face | ms, 640x480 photo | face found | "
           f"small face found | ms, photos without faces | false faces on {len(no_face)} | "
           f"found of {len(sweep)} sizes and places | both faces found of {len(two)} pairs | " +
           (f"faces found in {len(gen)} scenes ({faces} faces) | false faces in scenes | ms per scene |"
            if gen else ""))
-    print("| --- " * (11 + 3 * bool(gen)) + "|")
-    for cascade, sf, mn, size in SETTINGS:
-        det = FaceDetector(sf, mn, size, cascade)
+    print("| --- " * (12 + 3 * bool(gen)) + "|")
+    for cascade, sf, mn, size, min_face in SETTINGS:
+        det = FaceDetector(sf, mn, size, cascade, min_face)
         t_big = median_ms(det, big, args.repeats)
         found_big = len(det.detect(big)) == 1
         found_small = len(det.detect(small)) == 1
         t_none = statistics.median(median_ms(det, im, max(3, args.repeats // 3)) for im in no_face)
         false = sum(len(det.detect(im)) for im in no_face)
-        row = f"| {cascade} | {sf} | {mn} | {size} | {t_big:.1f} | {'yes' if found_big else 'no'} | " \
+        row = f"| {cascade} | {sf} | {mn} | {size} | {min_face} | {t_big:.1f} | {'yes' if found_big else 'no'} | " \
               f"{'yes' if found_small else 'no'} | {t_none:.1f} | {false} | " \
               f"{sum(len(det.detect(im)) == 1 for im in sweep)} | {sum(len(det.detect(im)) == 2 for im in two)} |"
         if gen:

@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from emoclf.cli import main
@@ -52,7 +53,8 @@ def test_whole_image_scores_match_validation(runs):
     for run in (runs.cnn, runs.rgb):  # grayscale and RGB
         with open(run / "predictions.csv", newline="", encoding="utf-8") as fh:
             expected = list(csv.DictReader(fh))[:6]
-        pred = Predictor(run, "cpu")
+        pred = Predictor(run, "cpu")  # BatchNorm folded into the convolutions: the scores stay those of validation
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in pred.loaded.model.modules())
         for row in expected:
             rec = pred.predict_file(Path(row["path"])).record
             assert rec["faces"] == [] and "fallback" not in rec and rec["haar"] is False
@@ -84,6 +86,14 @@ def test_haar_finds_the_astronaut(runs, photos, capsys, tmp_path):
     _check_scores(face, rec["scores"])
     assert (rec["label"], rec["scores"]) == (face["label"], face["scores"])
     assert Path(rec["figure"]).is_file() and rec["run"] == str(runs.rgb)
+
+
+def test_min_face_option(runs, photos, capsys, tmp_path):
+    args = ["predict", str(photos["astronaut"]), "--run", str(runs.rgb), "--haar", "--json", "--no-figure"]
+    rec, = _json_lines(capsys, args + ["--min-face", "200"])  # her face is about 100 px: not looked for
+    assert rec["faces"] == [] and rec["fallback"]
+    assert main(args + ["--min-face", "-1"]) == 2
+    assert "--min-face must be 0" in capsys.readouterr().err
 
 
 def test_two_faces_scored_largest_first(runs, photos, capsys, tmp_path):
