@@ -1,6 +1,7 @@
 """Batch-level preprocessing and augmentation on tensors (CPU or GPU), no worker processes needed."""
 from __future__ import annotations
 
+import functools
 import math
 from typing import List, Optional, Sequence
 
@@ -57,6 +58,28 @@ class Normalizer:
         return self.normalize(self.to_unit(x))
 
 
+@functools.lru_cache(maxsize=8)
+def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """x and y of each output pixel centre in [-1, 1] (align_corners=False), 2 x H*W, as F.affine_grid uses."""
+    xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
+    ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
+    return torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)]).reshape(2, h * w).to(device, dtype)
+
+
+def affine_grid(theta: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (n, C, h, w), align_corners=False)`` from a cached base grid.
+
+    F.affine_grid builds an N x H x W x 3 base for every call, and a matrix product's output here would come out
+    transposed, which grid_sample reads twice as slowly; two multiply-adds per coordinate write the grid in order
+    (64 x 96 x 96 on a 2-core CPU: 1.5 ms instead of 4.4).
+    """
+    xs, ys = _base_grid(h, w, theta.device, theta.dtype)
+    grid = torch.empty(n, h * w, 2, device=theta.device, dtype=theta.dtype)
+    for j in range(2):
+        torch.addcmul(theta[:, j, 2:3], theta[:, j, 0:1], xs, out=grid[..., j]).addcmul_(theta[:, j, 1:2], ys)
+    return grid.view(n, h, w, 2)
+
+
 def _span(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return u * (hi - lo) + lo
 
@@ -91,7 +114,8 @@ class BatchAugment:
         fx = 1.0 - 2.0 * flip.float()
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos * fx, -sin, tx], 1), torch.stack([sin * fx, cos, ty], 1)], 1)
-        grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+        n, _, h, w = x.shape
+        grid = affine_grid(theta.to(x.dtype), n, h, w)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
     def photometric(self, x: torch.Tensor, u: torch.Tensor):
@@ -108,8 +132,12 @@ class BatchAugment:
             scale, shift = scale * bright, shift * bright
         return scale, shift
 
-    def erase(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Random erasing (torchvision's defaults: 2-33% of the area, aspect 0.3-3.3), value 0 after normalization."""
+    def erase(self, x: torch.Tensor, u: torch.Tensor, vectorized: bool = False) -> torch.Tensor:
+        """Random erasing (torchvision's defaults: 2-33% of the area, aspect 0.3-3.3), value 0 after normalization.
+
+        On a GPU (or with ``vectorized``) one mask for the whole batch, with no host synchronization; on a CPU one
+        slice per erased image. Both erase the same pixels.
+        """
         p, (_, _, h, w) = self.cfg.erasing, x.shape
         if not p:
             return x
@@ -119,9 +147,16 @@ class BatchAugment:
         ew = torch.sqrt(area / ratio).clamp(1, w).floor().view(-1, 1, 1)
         y0 = (u[10].view(-1, 1, 1) * (h - eh + 1)).floor()
         x0 = (u[11].view(-1, 1, 1) * (w - ew + 1)).floor()
+        chosen = u[7] < p
+        if x.device.type == "cpu" and not vectorized:
+            # One slice per erased image: a quarter of the time of building and applying the full mask on a CPU.
+            rows = torch.stack([y0.flatten(), eh.flatten(), x0.flatten(), ew.flatten()], 1)[chosen].long().tolist()
+            for i, (top, height, left, width) in zip(chosen.nonzero().flatten().tolist(), rows):
+                x[i, :, top:top + height, left:left + width] = 0.0
+            return x
         ys = torch.arange(h, device=x.device).view(1, h, 1)
         xs = torch.arange(w, device=x.device).view(1, 1, w)
-        box = (ys >= y0) & (ys < y0 + eh) & (xs >= x0) & (xs < x0 + ew) & (u[7] < p).view(-1, 1, 1)
+        box = (ys >= y0) & (ys < y0 + eh) & (xs >= x0) & (xs < x0 + ew) & chosen.view(-1, 1, 1)
         return x.masked_fill_(box.unsqueeze(1), 0.0)  # in place: keeps the memory format, x is a fresh tensor
 
     def __call__(self, x: torch.Tensor, norm: Normalizer, gen: torch.Generator) -> torch.Tensor:

@@ -50,6 +50,28 @@ def test_erasing_blanks_a_rectangle_to_the_mean():
     assert torch.all(zeros >= 1) and torch.all(zeros < 16 * 16)
 
 
+def test_affine_grid_matches_torch():
+    import torch.nn.functional as F
+
+    from emoclf.augment import affine_grid
+
+    gen = torch.Generator().manual_seed(0)
+    for n, h, w in ((5, 16, 16), (3, 12, 20), (1, 7, 5)):
+        theta = torch.randn(n, 2, 3, generator=gen)
+        expected = F.affine_grid(theta, [n, 3, h, w], align_corners=False)
+        torch.testing.assert_close(affine_grid(theta, n, h, w), expected, rtol=0, atol=1e-5)
+
+
+def test_erasing_per_image_slices_match_the_batch_mask():
+    aug = BatchAugment(AugmentConfig(erasing=0.5))
+    x = torch.randn(32, 3, 24, 20)
+    u = torch.rand(BatchAugment.DRAWS, 32, generator=torch.Generator().manual_seed(3))
+    slices, mask = aug.erase(x.clone(), u), aug.erase(x.clone(), u, vectorized=True)
+    assert torch.equal(slices, mask)
+    erased = (slices == 0).flatten(1).any(1)
+    assert 0 < int(erased.sum()) < 32  # some images erased, some not: both branches of the draw
+
+
 def test_tencrop_views_are_corner_and_centre_crops_and_their_flips():
     from emoclf.engine import tta_views
 
