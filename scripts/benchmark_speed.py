@@ -5,18 +5,22 @@ For each model at its configured size, in one process on one machine, prints
   (a) the pure training-step rate on random tensors (the ceiling),
   (b) emoclf's end-to-end training rate (cached data, batch augmentation, step, metrics, progress bar),
   (c) a reference pipeline built the usual way (torchvision ImageFolder, per-image PIL transforms doing the
-      config's augmentation, DataLoader with 2 workers) on the same files, same model, size and batch,
-and the ratios b/a and b/c, plus evaluation rate. With --peak-memory it also trains the CNN config on the
+      config's augmentation, DataLoader with 2 workers) on the same files, same model, size, batch and memory
+      layout, so that only the data pipeline differs,
+  (c') the same reference with the model in PyTorch's default memory layout, as it is usually written,
+and the ratios b/a, b/c and b/c', plus evaluation rate. --rounds N repeats (a), (b), (c), (c') N times
+interleaved and prints medians. With --peak-memory it also trains the CNN config on the
 whole dataset for a short time limit in a child process (`emoclf train`, cache and all) and prints that
 process's peak resident memory. Predict latency per photo: scripts/benchmark_predict.py.
 
-    python scripts/benchmark_speed.py --data data/fer2013 --images 2048 --peak-memory
+    python scripts/benchmark_speed.py --data data/fer2013 --images 2048 --rounds 3 --peak-memory
 """
 from __future__ import annotations
 
 import argparse
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,16 +119,30 @@ def reference_transforms(cfg, size: int, mean, std):
     return T.Compose(tf)
 
 
-def reference_rate(trainer: Trainer, root: Path, workers: int) -> float:
-    """(c) ImageFolder + PIL transforms + DataLoader(num_workers) on the same files and model."""
+def reference_rate(trainer: Trainer, root: Path, workers: int, same_layout: bool = True) -> float:
+    """(c) ImageFolder + PIL transforms + DataLoader(num_workers) on the same files and model.
+
+    ``same_layout``: the model and batches in emoclf's memory format (channels_last where emoclf uses it), so that
+    only the data pipeline differs; else (c') a copy of the model in PyTorch's default layout, as such a pipeline
+    is usually written.
+    """
+    import copy
+
     from torchvision.datasets import ImageFolder
+
+    from emoclf.optim import make_optimizer
 
     cfg, dev = trainer.cfg, trainer.device
     size, mean, std = cfg.data.image_size, trainer.norm.mean.flatten().tolist(), trainer.norm.std.flatten().tolist()
     ds = ImageFolder(str(root / "train"), transform=reference_transforms(cfg, size, mean, std))
     loader = torch.utils.data.DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                                          drop_last=True, persistent_workers=workers > 0, pin_memory=dev.type == "cuda")
-    model, opt = trainer.model, trainer.optimizer
+    channels_last = trainer.state.channels_last and same_layout
+    if same_layout:
+        model, opt = trainer.model, trainer.optimizer
+    else:
+        model = copy.deepcopy(trainer.raw_model).to(memory_format=torch.contiguous_format)
+        opt = make_optimizer(cfg, model)
     model.train()
     from emoclf.engine import autocast
 
@@ -134,7 +152,7 @@ def reference_rate(trainer: Trainer, root: Path, workers: int) -> float:
             if limit is not None and i >= limit:
                 break
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            if trainer.state.channels_last:
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast(dev, trainer.dtype):
                 loss = F.cross_entropy(model(x).float(), y)
@@ -149,7 +167,9 @@ def reference_rate(trainer: Trainer, root: Path, workers: int) -> float:
     start = time.perf_counter()
     n = run()
     sync(dev)
-    return n / (time.perf_counter() - start)
+    rate = n / (time.perf_counter() - start)
+    del loader  # its worker processes end here, not during the next measurement
+    return rate
 
 
 def eval_rate(trainer: Trainer) -> float:
@@ -174,6 +194,8 @@ def main() -> int:
     p.add_argument("--images", type=int, default=2048, help="training images in the benchmark subset")
     p.add_argument("--models", default=",".join(m for m, _ in MODELS), help="comma-separated: cnn,resnet18,mobilenet_v3")
     p.add_argument("--steps", type=int, default=30, help="steps for the ceiling measurement")
+    p.add_argument("--rounds", type=int, default=1, help="measure each model this many times, interleaved, and "
+                   "print the medians (a shared machine's speed moves between minutes)")
     p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference pipeline")
     p.add_argument("--device", default="auto")
     p.add_argument("--set", dest="overrides", action="append", default=[], help="extra config override")
@@ -185,8 +207,9 @@ def main() -> int:
     root = subset(Path(args.data), tmp / "data", args.images, max(256, args.images // 4))
     print(f"subset: {args.images} train images from {args.data}; torch {torch.__version__}; "
           f"threads {torch.get_num_threads()}")
+    c0_name, bc0_name = "(c') default layout", "b/c'"
     header = f"{'model':<14}{'size':>5}{'batch':>6}{'(a) ceiling':>13}{'(b) emoclf':>12}{'(c) reference':>15}" \
-             f"{'b/a':>7}{'b/c':>7}{'eval img/s':>12}"
+             f"{c0_name:>21}{'b/a':>7}{'b/c':>7}{bc0_name:>7}{'eval img/s':>12}"
     rows = []
     for name, path in MODELS:
         if name not in args.models.split(","):
@@ -194,13 +217,18 @@ def main() -> int:
         cfg = load_config(path, [f"data.root={root}", f"output.dir={tmp / 'runs'}", "model.pretrained=false",
                                  f"train.device={args.device}", "data.cache_dir=" + str(tmp / "cache")] + args.overrides)
         trainer = Trainer(cfg)
-        a = ceiling_rate(trainer, args.steps)
-        b = emoclf_rate(trainer)
-        c = reference_rate(trainer, root, args.workers)
+        rounds = []
+        for _ in range(args.rounds):  # interleaved, so that a slow minute of a shared machine hits every column
+            rounds.append((ceiling_rate(trainer, args.steps), emoclf_rate(trainer),
+                           reference_rate(trainer, root, args.workers),
+                           reference_rate(trainer, root, args.workers, same_layout=False)))
+        a, b, c, c0 = (statistics.median(r[i] for r in rounds) for i in range(4))
         e = eval_rate(trainer)
         rows.append(f"{name:<14}{cfg.data.image_size:>5}{cfg.train.batch_size:>6}{a:>13.1f}{b:>12.1f}{c:>15.1f}"
-                    f"{b / a:>7.2f}{b / c:>7.2f}{e:>12.1f}")
+                    f"{c0:>21.1f}{b / a:>7.2f}{b / c:>7.2f}{b / c0:>7.2f}{e:>12.1f}")
         print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
+        if args.rounds > 1:
+            print("    rounds (a/b/c/c'): " + ", ".join("/".join(f"{v:.1f}" for v in r) for r in rounds), flush=True)
     print(f"device: {trainer.device}; rates in training images per second")
     if args.peak_memory:
         mb = peak_memory_mb(Path(args.data).resolve(), args.memory_config, args.memory_minutes, tmp / "mem",
