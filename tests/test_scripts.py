@@ -77,3 +77,31 @@ def test_pipeline_downloads_a_local_source(env, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "downloaded").exists()
     assert len(_rows(tmp_path / "outputs" / "comparison" / "comparison.csv")) == 3
+
+
+def _python_script(script: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    res = subprocess.run([sys.executable, str(REPO / "scripts" / script), *args], env=env, capture_output=True,
+                         text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+def test_speed_benchmark_prints_its_table(tmp_path):
+    data = make_dataset(tmp_path / "data", classes=("happy", "sad"), train_per_class=16, val_per_class=4, size=48,
+                        seed=4)
+    out = _python_script("benchmark_speed.py", "--data", str(data), "--images", "32", "--steps", "2",
+                         "--models", "cnn", "--rounds", "2", "--set", "train.batch_size=8", "--workers", "1")
+    row = next(line for line in out.splitlines() if line.startswith("cnn "))
+    rates = [float(v) for v in row.split()[3:]]  # a, b, c, c', b/a, b/c, b/c', evaluation
+    assert len(rates) == 8 and all(r > 0 for r in rates)
+    assert rates[4] == pytest.approx(rates[1] / rates[0], abs=0.01)
+    assert "rounds (a/b/c/c'):" in out
+
+
+def test_predict_benchmark_prints_its_table():
+    pytest.importorskip("onnxruntime")
+    out = _python_script("benchmark_predict.py", "--repeats", "2", "--warmup", "1")
+    rows = [line for line in out.splitlines() if line.startswith("| cnn") or line.startswith("| mobilenet")]
+    assert len(rows) == 4  # two models, with and without --haar
+    assert all(float(r.split("|")[4].split()[0]) > 0 for r in rows)
