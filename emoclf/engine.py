@@ -183,7 +183,8 @@ def predict_logits(model: nn.Module, images: np.ndarray, norm: Normalizer, batch
             if mode == "none":
                 out.append(model(x).float().cpu())
                 continue
-            probs = sum(F.softmax(model(v).float(), 1) for v in tta_views(x, mode)) / len(tta_views(x, mode))
+            views = tta_views(x, mode)
+            probs = sum(F.softmax(model(v).float(), 1) for v in views) / len(views)
         out.append(probs.clamp_min(1e-12).log().cpu())
     if not out:
         return torch.zeros(0, 0)
