@@ -109,7 +109,7 @@ def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_
     """One pass of optimisation over ``order_batches`` (index arrays into ``images``)."""
     model.train()
     start, total_loss, count = time.perf_counter(), 0.0, 0
-    trues: List[np.ndarray] = []
+    trues: List[torch.Tensor] = []
     preds: List[torch.Tensor] = []
     device = norm.device
     for step, idx in enumerate(order_batches):
@@ -128,12 +128,11 @@ def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_
         total_loss += loss.detach() * n if device.type != "cpu" else loss.item() * n
         count += n
         preds.append(logits.detach().argmax(1))
-        trues.append(idx)
+        trues.append(y)  # as fetched: a memory-mapped read sorts the batch
         if progress is not None:
             progress(n, loss, logits, y)
     y_pred = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
-    host_labels = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else labels
-    y_true = host_labels[np.concatenate(trues)] if trues else np.zeros(0, dtype=np.int64)
+    y_true = torch.cat(trues).cpu().numpy() if trues else np.zeros(0, dtype=np.int64)
     return EpochResult(float(total_loss), count, y_true, y_pred, time.perf_counter() - start)
 
 

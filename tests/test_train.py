@@ -132,3 +132,42 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
 def test_training_options_run(small_faces, tmp_path, options):
     run = train(fast_config(small_faces, tmp_path, "opts", epochs=3, extra=options))
     assert json.loads((run / "metrics.json").read_text())["num_images"] == 12
+
+
+@pytest.mark.parametrize("mapped", [False, True])
+def test_train_metrics_pair_each_prediction_with_its_label(tmp_path, mapped):
+    """A memory-mapped read sorts the batch; the recorded labels must follow the same order as the predictions."""
+    import torch
+    import torch.nn as nn
+
+    from emoclf.augment import BatchAugment, Normalizer
+    from emoclf.config import AugmentConfig
+    from emoclf.engine import make_scaler, train_epoch
+
+    k, n = 4, 64
+    labels = np.arange(n, dtype=np.int64) % k
+    images = np.zeros((n, 1, 8, 8), dtype=np.uint8)
+    images[:, 0] = (labels * 60)[:, None, None]  # the label is written in the pixels
+    if mapped:
+        np.save(tmp_path / "images.npy", images)
+        images = np.load(tmp_path / "images.npy", mmap_mode="r")
+
+    class ReadsTheLabel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            label = (x.mean((1, 2, 3)) * 255 / 60).round().long()
+            return nn.functional.one_hot(label, k).float() * 10 + self.w
+
+    model = ReadsTheLabel()
+    order = np.random.default_rng(0).permutation(n)
+    still = AugmentConfig(hflip=False, rotation=0, translate=0, scale=0, brightness=0, contrast=0, erasing=0)
+    res = train_epoch(model, images, labels, [order[i:i + 16] for i in range(0, n, 16)],
+                      torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
+                      Normalizer([0.0], [1.0], torch.device("cpu")), BatchAugment(still), torch.Generator(),
+                      make_scaler(torch.device("cpu"), None), None)
+    assert res.count == n
+    assert (res.y_pred == res.y_true).all()
+    assert sorted(res.y_true.tolist()) == sorted(labels.tolist())
