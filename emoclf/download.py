@@ -188,9 +188,9 @@ def _check_target(target: Path, dest: Path, force: bool) -> None:
     record = _read_record(dest) or {}
     if record.get("installing") == target.name:
         return  # a download killed while moving it into place: replace it
-    if not (record.get("root") and _inside(dest / record["root"], target)):
-        raise ValueError(f"'{target}' already exists and is not the dataset `emoclf download` recorded there. "
-                         f"Move it away, choose another --dest, or pass --force to replace it.")
+    if record.get("installed") != target.name:  # a folder recorded in place is the user's own: never replaced
+        raise ValueError(f"'{target}' already exists and is not a dataset `emoclf download` installed there. "
+                         f"Move it away, choose another --dest, or pass --force to delete and replace it.")
 
 
 def _install(unpacked: Path, target: Path, dest: Path, work: Path) -> None:
@@ -238,7 +238,7 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
         _check_target(target, dest_path, force)
         _install(unpacked, target, dest_path, work)
         final_root = target / root.relative_to(unpacked)
-        _write_record(dest_path, final_root, identity, src.label, counts)
+        _write_record(dest_path, final_root, identity, src.label, counts, installed=target.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if created and not any(dest_path.iterdir()):
@@ -246,10 +246,14 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
     return Result(dest_path, final_root, counts, src.label, seconds=time.time() - started)
 
 
-def _write_record(dest: Path, root: Path, identity: dict, label: str, counts: Dict[str, Dict[str, int]]) -> None:
-    rel = os.path.relpath(root, dest)
-    atomic_write_json(dest / MARKER, {"format": RECORD_FORMAT, "root": rel, "source": label, "identity": identity,
-                                      "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
+def _write_record(dest: Path, root: Path, identity: dict, label: str, counts: Dict[str, Dict[str, int]],
+                  installed: Optional[str] = None) -> None:
+    """``installed``: the folder under ``dest`` that this download put there (None for a folder recorded in place)."""
+    record = {"format": RECORD_FORMAT, "root": os.path.relpath(root, dest), "source": label, "identity": identity,
+              "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    if installed is not None:
+        record["installed"] = installed
+    atomic_write_json(dest / MARKER, record)
 
 
 def _inside(path: Path, folder: Path) -> bool:

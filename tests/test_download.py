@@ -97,6 +97,20 @@ def test_folder_source_is_copied_and_folder_inside_dest_is_recorded_in_place(tmp
     assert res2.root == inside and json.loads((tmp_path / "data2" / MARKER).read_text())["root"] == "faces"
 
 
+
+def test_folder_recorded_in_place_is_never_replaced_by_a_later_download(tmp_path):
+    dest = tmp_path / "data"
+    mine = _tree(dest / "mine")
+    (mine / "train" / "happy" / "only-copy.png").write_bytes(b"precious")
+    dl.download(str(mine), str(dest))
+    archive_path = _zip_dir(_tree(tmp_path / "src" / "mine"), tmp_path / "mine.zip")
+    assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest)]) == 2
+    assert (mine / "train" / "happy" / "only-copy.png").read_bytes() == b"precious"
+    again = dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))  # an installed copy is replaced
+    (tmp_path / "src" / "mine" / "train" / "happy" / "new.png").write_bytes(b"")
+    replaced = dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))
+    assert not replaced.already and (replaced.root / "train" / "happy" / "new.png").exists()
+
 def _fer_csv(path: Path, rows):
     lines = ["emotion,pixels,Usage"]
     for emotion, usage, value in rows:
