@@ -183,12 +183,18 @@ def _already_there(dest: Path, identity: dict, label: str) -> Optional[Result]:
 
 
 def _check_target(target: Path, dest: Path, force: bool) -> None:
-    if not target.exists() or force:
+    if not target.exists():
         return
     record = _read_record(dest) or {}
+    if record.get("in_place") and record.get("root") and _inside(dest / record["root"], target):
+        raise ValueError(f"'{target}' holds the folder recorded in place as the dataset (your own copy, not "
+                         f"installed by `emoclf download`); it is never replaced, even with --force. Move it away "
+                         f"or choose another --dest.")
+    if force:
+        return
     if record.get("installing") == target.name:
         return  # a download killed while moving it into place: replace it
-    if record.get("installed") != target.name:  # a folder recorded in place is the user's own: never replaced
+    if record.get("installed") != target.name:
         raise ValueError(f"'{target}' already exists and is not a dataset `emoclf download` installed there. "
                          f"Move it away, choose another --dest, or pass --force to delete and replace it.")
 
@@ -248,11 +254,10 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
 
 def _write_record(dest: Path, root: Path, identity: dict, label: str, counts: Dict[str, Dict[str, int]],
                   installed: Optional[str] = None) -> None:
-    """``installed``: the folder under ``dest`` that this download put there (None for a folder recorded in place)."""
+    """``installed``: the folder under ``dest`` that this download put there (None: a folder recorded in place)."""
     record = {"format": RECORD_FORMAT, "root": os.path.relpath(root, dest), "source": label, "identity": identity,
               "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    if installed is not None:
-        record["installed"] = installed
+    record.update({"installed": installed} if installed is not None else {"in_place": True})
     atomic_write_json(dest / MARKER, record)
 
 

@@ -105,6 +105,7 @@ def test_folder_recorded_in_place_is_never_replaced_by_a_later_download(tmp_path
     dl.download(str(mine), str(dest))
     archive_path = _zip_dir(_tree(tmp_path / "src" / "mine"), tmp_path / "mine.zip")
     assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest)]) == 2
+    assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest), "--force"]) == 2
     assert (mine / "train" / "happy" / "only-copy.png").read_bytes() == b"precious"
     again = dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))  # an installed copy is replaced
     (tmp_path / "src" / "mine" / "train" / "happy" / "new.png").write_bytes(b"")
