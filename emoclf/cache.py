@@ -31,11 +31,15 @@ def _decode_one(args: Tuple[str, int, bool, str]) -> Tuple[Optional[np.ndarray],
 
 
 def cache_key(paths: Sequence[Path], size: int, grayscale: bool, aspect: str) -> str:
-    """Key that changes when the files, their sizes or times, or the preprocessing change."""
+    """Key that changes when the files, their sizes or times, or the preprocessing change.
+
+    The inode and the status-change time are in it because copies that keep times (``cp -p``, rsync, unzip) can
+    give new content the old size and modification time; no tool can set a file's ctime back.
+    """
     h = hashlib.sha1(f"v{CACHE_VERSION}|{size}|{int(grayscale)}|{aspect}".encode())
     for p in paths:
         st = os.stat(p)
-        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}\n".encode())
     return h.hexdigest()[:20]
 
 

@@ -87,6 +87,26 @@ def test_aspect_is_padded_or_cropped_never_stretched(tmp_path):
     assert padded[10, 2] == 0 and padded[10, 17] == 0  # the square kept its shape: half the width
 
 
+def test_cache_is_rebuilt_when_new_content_keeps_the_old_size_and_time(tmp_path):
+    """``cp -p``, rsync and unzip restore modification times; same-size formats then look unchanged by size and time."""
+    import os
+    import time
+
+    from emoclf.cache import load_images
+
+    paths = [tmp_path / f"{i}.bmp" for i in range(3)]
+    for i, p in enumerate(paths):
+        Image.new("L", (8, 8), 10 * i).save(p)
+    first, _ = load_images(paths, 8, True, "pad", tmp_path / "cache")
+    before = os.stat(paths[1])
+    time.sleep(0.05)  # file times tick in steps of a few milliseconds
+    Image.new("L", (8, 8), 200).save(paths[1])
+    os.utime(paths[1], ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(paths[1])
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again, _ = load_images(paths, 8, True, "pad", tmp_path / "cache")
+    assert first[1].max() == 10 and again[1].max() == 200
+
 def test_cache_is_reused_and_rebuilt_when_settings_change(tmp_path):
     root = make_dataset(tmp_path / "d", classes=("angry", "happy"), train_per_class=3, val_per_class=1, size=24)
     cache = tmp_path / "cache"
