@@ -15,11 +15,17 @@ from .io import atomic_path, atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 
-def f1_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> Dict[str, float]:
-    """Accuracy, macro and weighted F1 (scikit-learn's definitions)."""
+def present_labels(y_true: np.ndarray, y_pred: np.ndarray) -> List[int]:
+    """Classes with images or predictions here: data without some of the model's classes is scored on the rest
+    (scikit-learn's default), so that a perfect model scores a macro F1 of 1 on it."""
+    return np.union1d(y_true, y_pred).astype(int).tolist()
+
+
+def f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, float]:
+    """Accuracy, macro and weighted F1 over the classes present (scikit-learn's definitions)."""
     from sklearn.metrics import f1_score
 
-    labels = list(range(num_classes))
+    labels = present_labels(y_true, y_pred)
     if len(y_true) == 0:
         return {"accuracy": 0.0, "f1_macro": 0.0, "f1_weighted": 0.0}
     return {
@@ -34,7 +40,7 @@ def compute_metrics(y_true: np.ndarray, logits: torch.Tensor, class_names: Seque
     k = len(class_names)
     y = torch.as_tensor(y_true, dtype=torch.long)
     y_pred = logits.argmax(1).numpy()
-    out = f1_scores(y_true, y_pred, k)
+    out = f1_scores(y_true, y_pred)
     top2 = logits.topk(min(2, k), dim=1).indices.eq(y.view(-1, 1)).any(1)
     out["top2_accuracy"] = float(top2.float().mean()) if len(y) else 0.0
     out["loss"] = float(F.cross_entropy(logits, y)) if len(y) else 0.0
@@ -50,11 +56,18 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> str:
-    """scikit-learn's text report over every class of the model."""
+    """scikit-learn's text report over the classes present, and a line naming the model's classes that are not."""
     from sklearn.metrics import classification_report as sk_report
 
-    return sk_report(y_true, y_pred, labels=list(range(len(class_names))), target_names=list(class_names),
-                     digits=4, zero_division=0)
+    labels = present_labels(y_true, y_pred)
+    if not labels:
+        return "No images.\n"
+    text = sk_report(y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], digits=4,
+                     zero_division=0)
+    absent = [name for i, name in enumerate(class_names) if i not in labels]
+    if absent:
+        text += (f"\nNot in these data and never predicted (left out of the averages): {', '.join(absent)}\n")
+    return text
 
 
 def write_confusion_csv(path: Path, cm: np.ndarray, class_names: Sequence[str]) -> None:

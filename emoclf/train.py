@@ -179,7 +179,7 @@ class Trainer:
         loss_sum, count = dd.all_sum([res.loss_sum, res.count], self.dist)
         y_true = dd.gather_rows(torch.from_numpy(res.y_true), self.dist).numpy()
         y_pred = dd.gather_rows(torch.from_numpy(res.y_pred), self.dist).numpy()
-        return {"loss": loss_sum / max(count, 1), **f1_scores(y_true, y_pred, len(self.class_names))}
+        return {"loss": loss_sum / max(count, 1), **f1_scores(y_true, y_pred)}
 
     def train_pass(self, deadline: Optional[float] = None) -> Dict:
         """One training pass over this epoch's order (seeded by the epoch, so a resumed run repeats it)."""

@@ -125,6 +125,23 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
         assert own["out_dir"].endswith(f"validation-{mode}") and (Path(own["out_dir"]) / "report.md").is_file()
 
 
+def test_macro_f1_leaves_out_classes_absent_from_the_data():
+    """A perfect model scored on data holding 2 of its 5 classes: macro F1 is 1, not 2/5."""
+    import torch
+    from sklearn.metrics import f1_score
+
+    from emoclf.evaluate import classification_report, compute_metrics
+
+    names = ["angry", "happy", "neutral", "sad", "surprise"]
+    y = np.array([1, 1, 1, 3, 3, 1])
+    perfect = compute_metrics(y, torch.nn.functional.one_hot(torch.from_numpy(y), 5).float() * 5, names)
+    assert perfect["f1_macro"] == 1.0 and perfect["f1_weighted"] == 1.0
+    pred = np.array([1, 1, 0, 3, 1, 1])  # one image taken for angry, which these data do not hold
+    scored = compute_metrics(y, torch.nn.functional.one_hot(torch.from_numpy(pred), 5).float() * 5, names)
+    assert scored["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro"))
+    report = classification_report(y, pred, names)
+    assert "angry" in report and "neutral, surprise" in report.splitlines()[-1]
+
 @pytest.mark.parametrize("options", [["train.sampler=balanced", "train.class_weights=balanced",
                                       "train.optimizer=sgd", "train.scheduler=step"],
                                      ["train.scheduler=plateau", "train.optimizer=adam", "train.label_smoothing=0.1",
