@@ -91,6 +91,18 @@ def gather_rows(local: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return torch.cat([p[: int(c.item())] for p, c in zip(parts, counts)]).cpu()
 
 
+def broadcast_buffers(model: torch.nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank.
+
+    Each rank has updated its own since DDP last sent rank 0's at a forward pass; every rank must score the model
+    that rank 0 saves.
+    """
+    if not info.enabled:
+        return
+    for buf in model.buffers():
+        dist.broadcast(buf.data, src=0)
+
+
 def all_sum(values: list, info: DistInfo) -> list:
     """Element-wise sum of a list of numbers over every rank."""
     if not info.enabled:

@@ -169,6 +169,7 @@ class Trainer:
 
     def validate(self) -> Dict:
         """Metrics of the current weights on the whole validation split (each process scores a slice)."""
+        dd.broadcast_buffers(self.raw_model, self.dist)
         part = dd.contiguous_range(len(self.val), self.dist)
         logits = predict_logits(self.raw_model, self.val_images[part], self.norm, self.cfg.train.eval_batch_size,
                                 self.dtype)

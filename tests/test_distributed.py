@@ -29,8 +29,9 @@ def test_shards_cover_every_sample_once():
     assert sum(s.stop - s.start for s in slices) == 10
 
 
-def _train(root, out, batch, nproc):
+def _train(root, out, batch, nproc, extra=()):
     sets = [f"data.root={root}", f"output.dir={out}", "output.name=ddp", f"train.batch_size={batch}"] + SETTINGS
+    sets += list(extra)
     args = ["train", "-c", "configs/cnn.yaml"] + [x for s in sets for x in ("--set", s)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
     if nproc == 1:
@@ -65,3 +66,15 @@ def test_two_process_gloo_matches_one_process_with_double_batch(tmp_path):
         for key in ("train_loss", "val_loss", "lr"):
             assert row_b[key] == pytest.approx(row_a[key], rel=1e-3, abs=1e-4), (key, row_a, row_b)
         assert row_b["train_acc"] == pytest.approx(row_a["train_acc"], abs=1 / 24 + 1e-9)
+
+
+@pytest.mark.slow
+def test_every_rank_validates_the_batchnorm_statistics_that_are_saved(tmp_path):
+    """Each rank updates its own BatchNorm running statistics; history must score the model best.pt holds."""
+    root = make_dataset(tmp_path / "data", classes=("angry", "happy", "sad"), train_per_class=16, val_per_class=10,
+                        size=24, seed=5)
+    run = _train(root, tmp_path / "two", batch=8, nproc=2, extra=["model.norm=batch", "train.epochs=1"])
+    metrics = json.loads((run / "metrics.json").read_text())  # best.pt scored again by one process
+    row = _history(run)[0]
+    assert row["val_loss"] == pytest.approx(metrics["loss"], rel=1e-5)  # history keeps 6 significant digits
+    assert row["val_acc"] == pytest.approx(metrics["accuracy"], abs=2e-6)
