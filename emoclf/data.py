@@ -235,10 +235,15 @@ def describe(ds: Dataset) -> str:
     return "\n".join(lines)
 
 
+def canonical_split(name: str) -> str:
+    """``val``, ``PublicTest``, ``testing`` ... -> validation, test; other names lower-cased."""
+    return next((k for k, names in SPLIT_NAMES.items() if name.lower() in names), name.lower())
+
+
 def _pick_split(root: Path, split: Optional[str]) -> Tuple[str, Path]:
     dirs = find_splits(root)
     if split:
-        wanted = next((k for k, names in SPLIT_NAMES.items() if split.lower() in names), split.lower())
+        wanted = canonical_split(split)
         if wanted not in dirs:
             raise ValueError(f"No '{split}' split under {root}; found: {', '.join(dirs) or 'none (class folders only)'}.")
         return wanted, dirs[wanted]
@@ -256,7 +261,7 @@ def labelled_split(root: Path, split: Optional[str], class_names: Sequence[str],
     """A split of any labelled folder mapped onto ``class_names``; other classes are counted and left out."""
     if own_data:
         ds = discover(cfg, seed)
-        name = split or "validation"
+        name = canonical_split(split or "validation")
         if name not in ds.splits:
             raise ValueError(f"The run's data has no '{name}' split; choose one of {', '.join(ds.splits)}.")
         per_class = {c: [p for p, y in zip(ds.splits[name].paths, ds.splits[name].labels) if y == i]

@@ -123,6 +123,7 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
         own = evaluate_run(trained_run, tta=mode)
         assert own["num_images"] == 125 and own["tta"] == mode and own["accuracy"] >= 0.85
         assert own["out_dir"].endswith(f"validation-{mode}") and (Path(own["out_dir"]) / "report.md").is_file()
+    assert evaluate_run(trained_run, split="VAL")["split"] == "validation"  # split names as the folders may spell them
 
 
 def test_macro_f1_leaves_out_classes_absent_from_the_data():
