@@ -164,7 +164,7 @@ RANGES = {
 }
 
 
-def _suggest(name: str, known: typing.Iterable[str]) -> str:
+def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
     if len(name) > 100:
         return ""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
@@ -216,7 +216,7 @@ def _check_range(section: str, key: str, value: Any) -> None:
     where = f"{section}.{key}"
     if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
         choices = ", ".join(CHOICES[(section, key)])
-        raise ValueError(f"{where} must be one of {choices}; got {_show(value)}.{_suggest(str(value), CHOICES[(section, key)])}")
+        raise ValueError(f"{where} must be one of {choices}; got {_show(value)}.{did_you_mean(str(value), CHOICES[(section, key)])}")
     if (section, key) in RANGES and value is not None:
         lo, hi, lo_inc, hi_inc = RANGES[(section, key)]
         bad_lo = lo is not None and (value < lo if lo_inc else value <= lo)
@@ -256,7 +256,7 @@ def _merge_section(section: str, obj: Any, values: Any) -> None:
     hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in hints:
-            raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{_suggest(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
+            raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{did_you_mean(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
         if isinstance(value, bool) and "on" in CHOICES.get((section, key), ()):
             value = "on" if value else "off"  # YAML 1.1 reads on/off as booleans
         setattr(obj, key, _coerce(f"{section}.{key}", value, hints[key]))
@@ -273,7 +273,7 @@ def merge(cfg: Config, values: dict) -> Config:
             _merge_section(section, getattr(cfg, section), sub)
         else:
             known = list(SECTIONS) + ["seed"]
-            raise ValueError(f"Unknown section '{_show(section, False)}'.{_suggest(str(section), known)} Known sections: {', '.join(known)}.")
+            raise ValueError(f"Unknown section '{_show(section, False)}'.{did_you_mean(str(section), known)} Known sections: {', '.join(known)}.")
     return cfg
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import labels as lbl
 from .cache import default_cache_dir, load_images
-from .config import DataConfig
+from .config import DataConfig, did_you_mean
 from .imaging import is_image_name
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,21 @@ def _subset(split: Split, idx: np.ndarray) -> Split:
     return Split([split.paths[i] for i in idx], split.labels[idx])
 
 
+def _check_drop(drop: Sequence[str], classes: set) -> None:
+    """Refuse a ``data.drop_classes`` entry that is neither a known emotion nor a class folder here (a misspelling
+    would drop nothing); a known emotion that these data lack is only mentioned."""
+    for d in drop:
+        name = lbl.canonical(d)
+        if name in classes:
+            continue
+        if name in lbl.CANONICAL:
+            log.info("data.drop_classes: no '%s' folder in these data; nothing to leave out for it.", d)
+            continue
+        raise ValueError(f"data.drop_classes names '{d}', which is neither a class folder here nor a known emotion."
+                         f"{did_you_mean(name, sorted(classes | set(lbl.CANONICAL)))} Classes found: "
+                         f"{', '.join(lbl.ordered(classes))}.")
+
+
 def _drop(per_class: Dict[str, List[Path]], drop: Sequence[str]) -> Dict[str, List[Path]]:
     gone = {lbl.canonical(d) for d in drop}
     return {k: v for k, v in per_class.items() if k not in gone}
@@ -162,10 +177,12 @@ def discover(cfg: DataConfig, seed: int) -> Dataset:
     split_dirs = find_splits(root)
     if "train" not in split_dirs:
         split_dirs = {"train": root}  # class folders directly under root
-    scanned, non_images = {}, 0
+    found, non_images = {}, 0
     for name, folder in split_dirs.items():
-        per_class, n = scan_folder(folder)
-        scanned[name], non_images = _drop(per_class, cfg.drop_classes), non_images + n
+        found[name], n = scan_folder(folder)
+        non_images += n
+    _check_drop(cfg.drop_classes, {c for per_class in found.values() for c in per_class})
+    scanned = {name: _drop(per_class, cfg.drop_classes) for name, per_class in found.items()}
     train_classes = lbl.ordered(scanned["train"])
     if len(train_classes) < 2:
         raise ValueError(f"Need at least 2 classes with images under {split_dirs['train']}; found {train_classes}. "

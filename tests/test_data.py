@@ -27,6 +27,16 @@ def test_spanish_folders_and_drop_classes(tmp_path):
     ds = discover(DataConfig(root=str(root), drop_classes=["disgust"]), seed=0)
     assert ds.class_names == ["angry", "happy"]
     assert len(ds.splits["train"]) == 8 and len(ds.splits["validation"]) == 4
+    ds = discover(DataConfig(root=str(root), drop_classes=["asco"]), seed=0)  # any alias names the class
+    assert ds.class_names == ["angry", "happy"]
+
+
+def test_misspelt_drop_class_is_an_error_not_a_silent_no_op(tmp_path):
+    root = make_dataset(tmp_path, classes=("angry", "happy", "sad"), train_per_class=2, val_per_class=1, size=24)
+    with pytest.raises(ValueError, match=r"drop_classes names 'digust'.*Did you mean 'disgust'\?"):
+        discover(DataConfig(root=str(root), drop_classes=["digust"]), seed=0)
+    ds = discover(DataConfig(root=str(root), drop_classes=["contempt", "sad"]), seed=0)  # a known emotion: fine
+    assert ds.class_names == ["angry", "happy"]
 
 
 def test_stratified_split_when_no_validation_folder(tmp_path):
