@@ -285,6 +285,10 @@ def labelled_split(root: Path, split: Optional[str], class_names: Sequence[str],
                      for i, c in enumerate(ds.class_names)}
         root, folder = ds.root, ds.root
     else:
+        if not Path(root).expanduser().is_dir():
+            what = "is a file" if Path(root).expanduser().exists() else "does not exist"
+            raise FileNotFoundError(f"--data '{root}' {what}. Pass a folder of class folders, or of split "
+                                    f"folders (train/, validation/, test/) holding them.")
         root = resolve_root(Path(root))
         name, folder = _pick_split(root, split)
         per_class, _ = scan_folder(folder)

@@ -38,6 +38,11 @@ def test_user_mistakes_exit_2_with_one_line(small_faces, tmp_path, capsys, argv,
     assert err.strip().count("\n") == 0, err
 
 
+def test_evaluate_on_missing_data_names_the_option_it_came_from(trained_run, tmp_path, capsys):
+    code, _, err = _run(capsys, "evaluate", str(trained_run), "--data", str(tmp_path / "nope"))
+    assert code == 2 and f"--data '{tmp_path / 'nope'}' does not exist" in err and "--set" not in err
+
+
 def test_unknown_model_name_exits_2(small_faces, tmp_path, capsys):
     code, _, err = _run(capsys, "train", "-c", "configs/cnn.yaml", "--set", f"data.root={small_faces}",
                         "--set", f"output.dir={tmp_path}", "--set", "model.name=resnet81")
