@@ -85,8 +85,8 @@ def cmd_predict(args) -> int:
     run, why = (args.run, "--run") if args.run else default_run(Path(args.runs_dir))
     runs = as_run_list(run)
     shown = runs[0] if len(runs) == 1 else f"ensemble of {' + '.join(map(str, runs))}"
-    print(f"Using run: {shown} ({why})", file=info, flush=True)
     predictor = make_predictor(runs, args.backend, args.device, detector_of(args), args.margin, args.tta)
+    print(f"Using run: {shown} ({why})", file=info, flush=True)
     predict_media(args, predictor, videos, info)
     if not images:
         return 0

@@ -37,8 +37,9 @@ def add_media_args(p: argparse.ArgumentParser) -> None:
 
 def detector_of(args):
     """The face detector the options ask for, or None."""
-    from .face import FaceDetector
+    from .face import FaceDetector, check_margin
 
+    check_margin(args.margin)  # before any model is loaded or image read
     if not args.haar:
         return None
     return FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade, args.min_face)
@@ -71,7 +72,10 @@ def predict_media(args, predictor, videos: List[str], info) -> None:
 
     for video in videos:
         result = predict_video(predictor, Path(video), Path(args.out), args.every, annotated=not args.no_figure)
-        print(result.describe(), file=info, flush=True)
+        if args.json:  # one JSON line per video, as per image; per-frame scores are in its CSV
+            print(json.dumps(result.record()), flush=True)
+        else:
+            print(result.describe(), flush=True)
 
 
 def cmd_explain(args) -> int:
@@ -81,8 +85,8 @@ def cmd_explain(args) -> int:
 
     info = sys.stderr if args.json else sys.stdout
     run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
-    print(f"Using run: {run} ({why})", file=info, flush=True)
     explainer = Explainer(run, args.device, detector_of(args), args.margin)
+    print(f"Using run: {run} ({why})", file=info, flush=True)
     print(f"Grad-CAM layer: {explainer.layer_name}", file=info, flush=True)
 
     def emit(record):

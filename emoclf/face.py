@@ -109,10 +109,15 @@ def _scale_box(box, scale: float, width: int, height: int) -> Box:
     return x0, y0, min(width - x0, round(bw)), min(height - y0, round(bh))
 
 
-def square_crop_box(box: Box, width: int, height: int, margin: float = 0.2) -> Box:
-    """A square around ``box`` grown by ``margin`` of its side on each side, moved and clipped to fit the image."""
+def check_margin(margin: float) -> None:
+    """Refuse a face-crop margin outside 0..2 (a share of the face side)."""
     if not 0 <= margin <= 2:
         raise ValueError(f"--margin must be between 0 and 2 (share of the face side); got {margin}.")
+
+
+def square_crop_box(box: Box, width: int, height: int, margin: float = 0.2) -> Box:
+    """A square around ``box`` grown by ``margin`` of its side on each side, moved and clipped to fit the image."""
+    check_margin(margin)
     x, y, w, h = box
     side = min(round(max(w, h) * (1 + 2 * margin)), width, height)
     cx, cy = x + w / 2, y + h / 2

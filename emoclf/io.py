@@ -68,7 +68,7 @@ def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Itera
             yield tmp_path
             with open(tmp_path, "rb+") as fh:
                 os.fsync(fh.fileno())
-            os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600
+            usual_file_mode(tmp_path)
             os.replace(tmp_path, path)
         except OSError as exc:
             raise write_error(path, exc, what) from None
@@ -77,6 +77,11 @@ def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Itera
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def usual_file_mode(path: Path) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (0600) the permissions ``open`` would (0666 less the umask)."""
+    os.chmod(path, 0o666 & ~_umask())
 
 
 def usual_folder_mode(folder: Path) -> None:

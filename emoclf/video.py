@@ -12,6 +12,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .face import Box
+from .io import usual_file_mode
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -143,6 +144,12 @@ class VideoResult:
     csv: Path
     annotated: Optional[Path]
 
+    def record(self) -> dict:
+        """The result as plain JSON data (paths as strings), for predict --json."""
+        return {"video": str(self.video), "frames": self.frames, "scored": self.scored, "faces": self.faces,
+                "seconds": round(self.seconds, 3), "csv": str(self.csv),
+                "annotated": str(self.annotated) if self.annotated else None}
+
     def describe(self) -> str:
         """One human-readable line."""
         rate = self.frames / self.seconds if self.seconds > 0 else 0.0
@@ -177,6 +184,7 @@ def _open_writer(out: Path, stem: str, fps: float, size: Tuple[int, int]):
 def _replace(tmp: Path, final: Path) -> Path:
     if final.exists():
         log.info("Replacing %s", final)  # like the prediction figures: same name, newer result
+    usual_file_mode(tmp)
     os.replace(tmp, final)
     return final
 

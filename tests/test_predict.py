@@ -88,12 +88,15 @@ def test_haar_finds_the_astronaut(runs, photos, capsys, tmp_path):
     assert Path(rec["figure"]).is_file() and rec["run"] == str(runs.rgb)
 
 
-def test_min_face_option(runs, photos, capsys, tmp_path):
+def test_min_face_and_margin_options(runs, photos, capsys, tmp_path):
     args = ["predict", str(photos["astronaut"]), "--run", str(runs.rgb), "--haar", "--json", "--no-figure"]
     rec, = _json_lines(capsys, args + ["--min-face", "200"])  # her face is about 100 px: not looked for
     assert rec["faces"] == [] and rec["fallback"]
     assert main(args + ["--min-face", "-1"]) == 2
     assert "--min-face must be 0" in capsys.readouterr().err
+    assert main(args + ["--margin", "-1"]) == 2
+    out, err = capsys.readouterr()
+    assert "--margin must be between 0 and 2" in err and "could be read" not in err and out == ""
 
 
 def test_two_faces_scored_largest_first(runs, photos, capsys, tmp_path):

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,7 @@ from PIL import Image
 
 from emoclf.cli import main
 from emoclf.face import FaceDetector
+from emoclf.io import _umask
 from emoclf.predict import Predictor
 from emoclf.video import predict_video, score_frames
 
@@ -81,6 +84,8 @@ def test_haar_video_scores_every_face_of_every_frame(runs, clip, tmp_path, capsy
     video = _frames_of(out / "clip_pred.mp4")
     assert len(video) == FRAMES and video[0].shape == (SIZE[1], SIZE[0], 3)
     assert sorted(p.name for p in out.iterdir()) == ["clip_pred.csv", "clip_pred.mp4"]  # no temporary files left
+    for made in out.iterdir():  # readable like every other output, not private to the user
+        assert stat.S_IMODE(made.stat().st_mode) == 0o666 & ~_umask()
 
 
 def test_every_nth_frame_without_haar(runs, clip, tmp_path, caplog):
@@ -95,6 +100,15 @@ def test_every_nth_frame_without_haar(runs, clip, tmp_path, caplog):
     again = predict_video(Predictor(runs.cnn, "cpu"), clip, out, every=5, annotated=False)
     assert again.annotated is None and "Replacing" in caplog.text  # an older result is replaced, and said so
     assert _rows(again.csv) == rows
+
+
+def test_json_output_has_one_line_per_video(runs, clip, tmp_path, capsys):
+    args = ["predict", str(clip), "--run", str(runs.cnn), "--json", "--every", "6", "--no-figure"]
+    assert main(args + ["--out", str(tmp_path)]) == 0
+    out, err = capsys.readouterr()
+    rec, = [json.loads(line) for line in out.splitlines()]  # stdout holds JSON Lines only
+    assert (rec["video"], rec["frames"], rec["scored"], rec["annotated"]) == (str(clip), FRAMES, 2, None)
+    assert len(_rows(Path(rec["csv"]))) == 2 and "Using run" in err
 
 
 def test_batched_frame_scores_match_predicting_the_frame_as_an_image(runs, clip, tmp_path):
