@@ -120,6 +120,24 @@ def save_checkpoint(obj: dict, path: Path) -> None:
             raise OSError(errno.ENOSPC if "write" in reason.lower() else None, reason) from None
 
 
+def _foreign_kind(path: Path) -> str:
+    """What ``path`` is when it is plainly not a torch.save file (a zip archive or a pickle), else ''."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        return "an empty file"
+    if head[:1] == b"\x80":  # a pickle stream: torch's format before 1.6
+        return ""
+    if head != b"PK\x03\x04":
+        return "an ONNX model" if path.suffix.lower() == ".onnx" else "neither a zip archive nor a pickle"
+    if not zipfile.is_zipfile(path):
+        return ""  # a cut-off zip: torch.load says it is damaged
+    with zipfile.ZipFile(path) as zf:
+        if any("/code/" in n for n in zf.namelist()):
+            return "a TorchScript model"
+    return ""
+
+
 def load_checkpoint(path: Path) -> dict:
     """Load a checkpoint without running code from it (``weights_only=True``)."""
     import torch
@@ -127,6 +145,11 @@ def load_checkpoint(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint not found: {path}.")
+    kind = _foreign_kind(path)
+    if kind:
+        raise ValueError(f"{path} is not a PyTorch checkpoint ({kind}). Use a checkpoint written by emoclf "
+                         f"(RUN/best.pt, RUN/last.pt) or a state dict saved with torch.save; files made by "
+                         f"`emoclf export` are for running the model elsewhere, not for loading it back.")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -61,6 +61,23 @@ def test_damaged_and_foreign_checkpoints_are_refused(trained_run, tmp_path, caps
     assert code == 2 and "do not fit model 'cnn'" in err
 
 
+@pytest.mark.parametrize("name, content, kind", [
+    ("notes.pt", b"just some text\n", "neither a zip archive nor a pickle"),
+    ("model.onnx", b"\x08\x07\x12\x07pytorch", "an ONNX model"),
+    ("empty.pt", b"", "an empty file"),
+    ("scripted.pt", None, "a TorchScript model"),
+])
+def test_files_that_are_not_checkpoints_are_named_as_such(tmp_path, capsys, recwarn, name, content, kind):
+    path = tmp_path / name
+    if content is None:
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), path)
+    else:
+        path.write_bytes(content)
+    code, _, err = _run(capsys, "evaluate", str(path))
+    assert code == 2 and f"is not a PyTorch checkpoint ({kind})" in err and "weights_only" not in err
+    assert not [w for w in recwarn if "TorchScript" in str(w.message)]
+
+
 class _Exploit:
     def __reduce__(self):
         return (os.system, ("touch /tmp/emoclf-pwned",))
