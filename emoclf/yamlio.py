@@ -35,13 +35,34 @@ def _check_expansion(data: Any, where: str) -> None:
             stack.extend(item)
 
 
+class _SafeUniqueLoader(yaml.SafeLoader):
+    """``yaml.safe_load``'s loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            lines = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, (str, int, float, bool)) or key is None:
+                    if key in lines:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"found the key {show(key)} twice (lines {lines[key] + 1} and "
+                            f"{key_node.start_mark.line + 1}); the second would silently replace the first. "
+                            f"Write each key once (merge the two sections)", key_node.start_mark)
+                    lines[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
 def safe_yaml(text: str, where: str) -> Any:
-    """Parse plain YAML (``yaml.safe_load``: no tags that build objects), bounded in size and expansion."""
+    """Parse plain YAML (``yaml.safe_load``'s loader: no tags that build objects), bounded in size and expansion,
+    with each key once per mapping."""
     if len(text) > MAX_YAML_BYTES:
         raise ValueError(f"{where} is {len(text)} characters long; a config is far smaller (limit "
                          f"{MAX_YAML_BYTES}). Is it the right file?")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SafeUniqueLoader)  # noqa: S506 - a SafeLoader
     except yaml.constructor.ConstructorError as exc:
         if "tag" in str(exc.problem or ""):
             raise ValueError(f"{where} uses a YAML tag that builds objects ({show(exc.problem, False, 160)}). "

@@ -18,6 +18,15 @@ def test_precedence_defaults_yaml_override(tmp_path):
     assert cfg.output.name == "exp"  # run name from the config file name
 
 
+def test_a_key_given_twice_is_an_error_not_a_silent_replacement(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("train:\n  epochs: 7\nmodel:\n  name: resnet18\ntrain:\n  lr: 0.01\n")
+    with pytest.raises(ValueError, match=r"found the key 'train' twice \(lines 1 and 5\)"):
+        load_config(str(path))
+    path.write_text("base: &b {epochs: 7}\ntrain:\n  <<: *b\n  lr: 0.01\n")  # a merge key is not a repeat
+    assert read_yaml(path)["train"] == {"epochs": 7, "lr": 0.01}
+
+
 def test_override_values_are_yaml_not_code():
     assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3  # YAML 1.1 reads it as a string; coerced
     assert parse_override("model.weights_path=null") == {"model": {"weights_path": None}}
