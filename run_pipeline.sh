@@ -37,7 +37,7 @@ while [ $# -gt 0 ]; do
     --set) [ $# -ge 2 ] || { echo "run_pipeline.sh: --set needs SECTION.KEY=VALUE" >&2; exit 2; }
            sets+=(--set "$2"); shift ;;
     --set=*) sets+=(--set "${1#--set=}") ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
     -*) echo "run_pipeline.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) source_arg="$1" ;;
   esac
@@ -67,10 +67,20 @@ if [ "$install" = "1" ]; then
   "$py" -m pip install --quiet -e .
 else
   py="${EMOCLF_PYTHON:-python3}"
+  if ! "$py" -c "import emoclf, torch, torchvision" 2>/dev/null; then
+    echo "run_pipeline.sh: --no-install needs emoclf, torch and torchvision importable by $py. Install them" \
+         "(pip install -e .), point EMOCLF_PYTHON at an interpreter that has them, or drop --no-install." >&2
+    exit 2
+  fi
 fi
 
 if [ -n "${EMOCLF_DATA_ROOT:-}" ]; then
   data_root="$(from_caller "$EMOCLF_DATA_ROOT")"
+  if [ ! -d "$data_root" ]; then
+    echo "run_pipeline.sh: EMOCLF_DATA_ROOT=$EMOCLF_DATA_ROOT is not a folder ($data_root). Point it at a dataset" \
+         "with train/ and validation/ class folders, or leave it unset to download the dataset." >&2
+    exit 2
+  fi
   echo "==> Using the dataset in $data_root (no download)"
 else
   step="download"

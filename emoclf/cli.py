@@ -262,6 +262,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     _setup_logging(args.quiet)
     try:
         return args.func(args)
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "emoclf").split(".")[0]
+        if package == "emoclf":
+            raise
+        print(f"emoclf {args.command}: error: the package '{package}' is missing from {sys.executable}. Install "
+              f"emoclf with its dependencies: pip install -e . in the project folder (./run_pipeline.sh does it "
+              f"unless --no-install).", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         print(f"emoclf {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
@@ -91,6 +92,15 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     code, _, err = _run(capsys, "evaluate", str(evil))
     assert code == 2 and "Refusing to load" in err
     assert not os.path.exists("/tmp/emoclf-pwned")
+
+
+def test_a_missing_dependency_is_named_with_the_install_command():
+    import subprocess
+
+    code = "import sys; sys.modules['torch'] = None; from emoclf.cli import main; sys.exit(main(['models']))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "the package 'torch' is missing" in done.stderr and "pip install -e ." in done.stderr
 
 
 def test_python_dash_m_entry_point():

@@ -58,13 +58,25 @@ def test_quick_pipeline_then_comparison(env, tmp_path):
 
 
 def test_pipeline_stops_at_the_first_failing_step(env, tmp_path):
-    env["EMOCLF_DATA_ROOT"] = str(tmp_path / "missing")
+    env["EMOCLF_SET"] += " train.epochs=0"
     res = _run("run_pipeline.sh", env, "--quick", "--no-install")
     assert res.returncode != 0
-    assert "does not exist" in res.stderr and 'stopped at step "train and compare"' in res.stderr
+    assert "train.epochs=0 is out of range" in res.stderr and 'stopped at step "train and compare"' in res.stderr
     assert not (tmp_path / "outputs" / "comparison").exists()
     res = _run("run_pipeline.sh", env, "--bogus")
     assert res.returncode == 2 and "unknown option --bogus" in res.stderr
+
+
+def test_pipeline_checks_its_environment_before_any_step(env, tmp_path):
+    env["EMOCLF_DATA_ROOT"] = str(tmp_path / "missing")
+    res = _run("run_pipeline.sh", env, "--quick", "--no-install")
+    assert res.returncode == 2 and f"EMOCLF_DATA_ROOT={tmp_path / 'missing'} is not a folder" in res.stderr
+    env["EMOCLF_PYTHON"] = "false"  # an interpreter without emoclf and torch
+    res = _run("run_pipeline.sh", env, "--quick", "--no-install")
+    assert res.returncode == 2 and "--no-install needs emoclf, torch and torchvision" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "outputs").exists()
+    res = _run("run_pipeline.sh", env, "--help")
+    assert res.returncode == 0 and "EMOCLF_COMPARISON" in res.stdout and "set -euo" not in res.stdout
 
 
 def test_pipeline_downloads_a_local_source(env, tmp_path):
