@@ -24,8 +24,11 @@ def cmd_train(args) -> int:
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
+    from .distributed import from_env
+
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
-    print(f"Run folder: {run_dir}  (report: {run_dir / 'report.md'})")
+    if from_env().is_main:  # under torchrun, once
+        print(f"Run folder: {run_dir}  (report: {run_dir / 'report.md'})")
     return 0
 
 

@@ -25,6 +25,8 @@ from .plots import plot_run
 from .report import write_run_report
 
 log = logging.getLogger(__name__)
+# Keys that change how a run is computed, not what it computes.
+HOW_TO_RUN = {"train.device", "train.num_threads", "train.eval_batch_size", "train.compile"}
 # Keys that may change between an interrupted run and its --resume.
 RESUMABLE_CHANGES = {"train.epochs", "train.time_limit", "train.device", "train.num_threads",
                      "train.eval_batch_size", "train.early_stopping", "train.compile", "train.tta"}
@@ -37,29 +39,59 @@ def skipped_note(skipped: List[List[str]], shown: int = 10) -> str:
     return f"{len(skipped)} unreadable image(s) were skipped: {names}{more}."
 
 
+def minutes(value: float) -> str:
+    """A time limit for people: 0.05 -> '3 s', 1.5 -> '1.5 min'."""
+    return f"{value * 60:.3g} s" if value < 1 else f"{value:.3g} min"
+
+
+def epochs_done(s) -> str:
+    """A LoopState's epochs for people: '3 epochs', or '3 epochs (the last cut short at 41% of its images)'
+    when the time limit ended it."""
+    text = f"{s.epoch} epoch{'s' if s.epoch != 1 else ''}"
+    return text + (f" (the last cut short at {s.last_share:.0%} of its images)" if s.last_share < 1 else "")
+
+
 def is_finished(run_dir: Path) -> bool:
     """A run is finished once its metrics, report and best checkpoint exist."""
     run_dir = Path(run_dir)
     return all((run_dir / f).is_file() for f in ("metrics.json", "report.md", "best.pt"))
 
 
-def _flat(d: Dict, prefix: str = "") -> Dict[str, object]:
+def flatten(d: Dict, prefix: str = "") -> Dict[str, object]:
+    """A nested config dict as ``{"section.key": value}``."""
     out = {}
     for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
     return out
 
 
-def _check_compatible(run_dir: Path, cfg: Config) -> None:
-    saved = run_dir / "config.yaml"
+def config_changes(run_dir: Path, cfg: Config) -> List[str]:
+    """``key: saved -> requested`` for each config value in which the run folder differs from ``cfg``."""
+    saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
-        return
-    old, new = _flat(read_yaml(saved)), _flat(to_dict(cfg))
-    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES]
+        return []
+    old, new = flatten(read_yaml(saved)), flatten(to_dict(cfg))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def _check_compatible(run_dir: Path, cfg: Config) -> None:
+    changes = config_changes(run_dir, cfg)
+    diff = [c for c in changes if c.split(":")[0] not in RESUMABLE_CHANGES]
     if diff:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:5])
-        raise ValueError(f"Cannot resume {run_dir}: the config differs from the interrupted run ({detail}). "
-                         f"Resume with the same config, or start a new run with --set output.name=NEW.")
+        raise ValueError(f"Cannot resume {run_dir}: the config differs from the interrupted run "
+                         f"({', '.join(diff[:5])}). Resume with the same config, or start a new run with "
+                         f"--set output.name=NEW.")
+    if changes:
+        log.info("Resuming %s with changed settings: %s", run_dir, "; ".join(changes))
+
+
+def refuse_changes_to_finished(cfg: Config) -> None:
+    """--resume of a finished run: fine with its own config (nothing to do); a change could never apply."""
+    changes = [c for c in config_changes(cfg.run_dir, cfg) if c.split(":")[0] not in HOW_TO_RUN]
+    if changes:
+        raise ValueError(f"{cfg.run_dir} is already finished, so --resume cannot apply {'; '.join(changes[:4])}. "
+                         f"Train a new run with these settings (--set output.name=NEW), or replace this one "
+                         f"with --overwrite.")
 
 
 def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path]:
@@ -149,11 +181,12 @@ def finalize_run(trainer) -> Path:
         notes.append(skipped_note(bad) + " The full list with reasons is in skipped_files.txt.")
         atomic_write_text(run_dir / "skipped_files.txt", "".join(f"{p}\t{why}\n" for p, why in bad))
     if s.stopped in ("time_limit", "early_stopping"):
-        notes.append(f"Training stopped by {s.stopped.replace('_', ' ')} after {s.epoch} epochs.")
+        notes.append(f"Training stopped by {s.stopped.replace('_', ' ')} after {epochs_done(s)}.")
     extra = {"num_params": count_parameters(trainer.raw_model),
              "trainable_params": count_parameters(trainer.raw_model, trainable_only=True),
              "model_size_mb": round((run_dir / "best.pt").stat().st_size / 1e6, 3),
              "train_seconds": round(s.train_seconds, 2), "best_epoch": s.best_epoch, "epochs_trained": s.epoch,
+             "last_epoch_share": round(s.last_share, 4),
              "stopped": s.stopped or "completed", "model": cfg.model.name, "split": "validation",
              "data_root": str(trainer.dataset.root), "num_train_images": len(trainer.train),
              "skipped_images": skipped}

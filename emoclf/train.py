@@ -22,7 +22,8 @@ from .evaluate import compute_metrics, f1_scores
 from .io import atomic_write_text, remove_stale_temps
 from .models.factory import create_model
 from .optim import make_loss, make_optimizer, scheduled_lr
-from .runs import apply_run_dir, check_run_dir, finalize_run, is_finished
+from .runs import (apply_run_dir, check_run_dir, epochs_done, finalize_run, is_finished, minutes,
+                   refuse_changes_to_finished)
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1", "val_top2",
@@ -41,6 +42,7 @@ class LoopState:
     train_seconds: float = 0.0
     stopped: str = ""
     channels_last: bool = False
+    last_share: float = 1.0  # share of the last epoch's training images seen (under 1: cut by the time limit)
 
 
 class Progress:
@@ -85,11 +87,6 @@ class Trainer:
         set_threads(cfg.train.num_threads or max(1, (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                                                      else os.cpu_count() or 1) // self.dist.local_world))
         self.resume_from = check_run_dir(cfg, resume, overwrite)
-        dd.barrier(self.dist)
-        if self.dist.is_main:
-            apply_run_dir(cfg, overwrite)
-            for stale in remove_stale_temps(self.run_dir):
-                log.info("Removed %s, left by an interrupted write", stale.name)
         self.dtype = amp_dtype(cfg.train.amp, self.device)
         self._load_data()
         torch.manual_seed(cfg.seed)
@@ -109,6 +106,13 @@ class Trainer:
             self.optimizer, mode="max", factor=cfg.train.gamma, patience=cfg.train.plateau_patience)
         if ckpt is not None:
             self._load(ckpt)
+        # Only now, with data and model ready, is the run folder made (or emptied with --overwrite): a run that
+        # cannot start leaves no empty folder behind and keeps the run it would have replaced.
+        dd.barrier(self.dist)
+        if self.dist.is_main:
+            apply_run_dir(cfg, overwrite)
+            for stale in remove_stale_temps(self.run_dir):
+                log.info("Removed %s, left by an interrupted write", stale.name)
 
     def _load_data(self) -> None:
         """Discover and decode; the main process fills the cache first so others only read it."""
@@ -200,7 +204,7 @@ class Trainer:
                               self.norm, self.augment, gen, self.scaler, self.dtype, bar, on_step)
         finally:
             bar.close()
-        return {"lr": lr, "images": res.count, **self._train_metrics(res)}
+        return {"lr": lr, "images": res.count, "share": res.count / max(len(order), 1), **self._train_metrics(res)}
 
     def run_epoch(self, deadline: Optional[float]) -> Dict:
         """Train one epoch and validate; seconds is the wall time of both."""
@@ -210,12 +214,12 @@ class Trainer:
         return {"epoch": self.state.epoch + 1, "train_loss": tr["loss"], "train_acc": tr["accuracy"],
                 "train_f1": tr["f1_macro"], "val_loss": val["loss"], "val_acc": val["accuracy"],
                 "val_f1": val["f1_macro"], "val_top2": val["top2_accuracy"], "lr": tr["lr"],
-                "seconds": time.perf_counter() - start}
+                "seconds": time.perf_counter() - start, "share": tr["share"]}
 
     def end_epoch(self, row: Dict) -> bool:
         """Record an epoch, save checkpoints; True when training should stop."""
         s, t = self.state, self.cfg.train
-        s.epoch, s.train_seconds = row["epoch"], s.train_seconds + row["seconds"]
+        s.epoch, s.train_seconds, s.last_share = row["epoch"], s.train_seconds + row["seconds"], row.pop("share", 1.0)
         s.history.append(row)
         improved = row["val_f1"] > s.best_f1
         if improved:
@@ -256,7 +260,7 @@ class Trainer:
             if self.end_epoch(self.run_epoch(deadline)):
                 break
         if self.state.stopped == "time_limit":
-            log.info("Stopped at the time limit of %.1f min after %d epochs", t.time_limit, self.state.epoch)
+            log.info("Stopped at the time limit of %s after %s", minutes(t.time_limit), epochs_done(self.state))
         if self.state.stopped == "early_stopping":
             log.info("Early stopping: no better validation macro F1 for %d epochs", t.early_stopping)
         if self.dist.is_main:
@@ -278,9 +282,10 @@ def _device(name: str, info: dd.DistInfo) -> torch.device:
 
 
 def _until(steps, deadline: float, info: dd.DistInfo):
-    """Stop at the deadline; under torchrun every process stops at the same step (the slowest one's verdict)."""
-    for idx in steps:
-        late = time.perf_counter() >= deadline
+    """Stop at the deadline, after at least one step (an epoch is never empty); under torchrun every process
+    stops at the same step (the slowest one's verdict)."""
+    for i, idx in enumerate(steps):
+        late = i > 0 and time.perf_counter() >= deadline
         if dd.all_sum([float(late)], info)[0] > 0:
             return
         yield idx
@@ -289,6 +294,7 @@ def _until(steps, deadline: float, info: dd.DistInfo):
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     """Train ``cfg`` into its run folder and return the folder."""
     if resume and not overwrite and is_finished(cfg.run_dir):
+        refuse_changes_to_finished(cfg)
         log.info("%s is already finished; nothing to resume.", cfg.run_dir)
         return cfg.run_dir
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)

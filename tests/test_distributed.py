@@ -41,6 +41,7 @@ def _train(root, out, batch, nproc, extra=()):
                "-m", "emoclf", "-q"] + args
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("Run folder:") == 1  # said once, not once per process
     return out / "ddp"
 
 

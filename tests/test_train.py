@@ -90,8 +90,16 @@ def test_finished_run_is_never_overwritten_silently(small_faces, tmp_path):
         train(fast_config(small_faces, tmp_path, "keep", epochs=1))
     assert (run / "best.pt").read_bytes() == before
     assert train(fast_config(small_faces, tmp_path, "keep", epochs=1), resume=True) == run  # nothing to do
+    with pytest.raises(ValueError, match="already finished, so --resume cannot apply train.epochs: 1 -> 3"):
+        train(fast_config(small_faces, tmp_path, "keep", epochs=3), resume=True)
     train(fast_config(small_faces, tmp_path, "keep", epochs=2), overwrite=True)
     assert len(_history(run)) == 2
+    with pytest.raises(FileNotFoundError, match="does not exist"):  # a run that cannot start replaces nothing
+        train(fast_config(tmp_path / "moved", tmp_path, "keep", epochs=1), overwrite=True)
+    assert len(_history(run)) == 2 and (run / "best.pt").is_file()
+    with pytest.raises(FileNotFoundError, match="no.pt"):  # ... and leaves no empty run folder
+        train(fast_config(small_faces, tmp_path, "new", epochs=1, extra=[f"model.weights_path={tmp_path / 'no.pt'}"]))
+    assert not (tmp_path / "new").exists()
 
 
 def test_resume_with_another_model_config_is_refused(small_faces, tmp_path, monkeypatch):
@@ -103,10 +111,12 @@ def test_resume_with_another_model_config_is_refused(small_faces, tmp_path, monk
         train(fast_config(small_faces, tmp_path, "x", epochs=2, extra=["model.width=8"]), resume=True)
 
 
-def test_time_limit_stops_cleanly_with_all_artifacts(small_faces, tmp_path):
-    run = train(fast_config(small_faces, tmp_path, "budget", epochs=50, extra=["train.time_limit=0.0005"]))
+def test_time_limit_stops_cleanly_with_all_artifacts(faces, tmp_path):
+    run = train(fast_config(faces, tmp_path, "budget", epochs=50, extra=["train.time_limit=0.0005"]))
     m = json.loads((run / "metrics.json").read_text())
     assert m["stopped"] == "time_limit" and m["epochs_trained"] < 50
+    assert 0 < m["last_epoch_share"] < 1  # 0.03 s: the first epoch is cut short
+    assert f"cut short at {m['last_epoch_share']:.0%} of its images" in (run / "report.md").read_text()
     assert (run / "report.md").is_file() and (run / "best.pt").is_file()
 
 
