@@ -11,9 +11,10 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .config import Config, load_config, read_yaml, to_dict
+from .config import Config, load_config, read_yaml
+from .data import resolve_root
 from .io import atomic_path, atomic_write_json
-from .runs import is_finished
+from .runs import config_changes, is_finished
 
 log = logging.getLogger(__name__)
 # Column key, header in comparison.md; comparison.csv uses the keys as its header.
@@ -26,27 +27,11 @@ COLUMNS = [("run", "run"), ("model", "model"), ("accuracy", "accuracy"), ("top2_
 TIMING_BATCH = 32  # images per timed forward pass, the same for every run
 
 
-def _flat(d: Dict, prefix: str = "") -> Dict[str, object]:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
-
-
-def config_differences(run_dir: Path, cfg: Config) -> List[str]:
-    """``key: saved -> requested`` for each config value in which the run folder differs from ``cfg``."""
-    saved_path = Path(run_dir) / "config.yaml"
-    if not saved_path.is_file():
-        return []
-    old, new = _flat(read_yaml(saved_path)), _flat(to_dict(cfg))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-
-
 def ensure_run(cfg: Config, overwrite: bool = False) -> Tuple[Path, str]:
     """A finished run of exactly ``cfg``: reused when it exists, else resumed or trained; and what was done."""
     from .train import train
 
-    run_dir, diff = cfg.run_dir, config_differences(cfg.run_dir, cfg)
+    run_dir, diff = cfg.run_dir, config_changes(cfg.run_dir, cfg)
     if is_finished(run_dir):
         if not diff:
             log.info("Reusing finished run %s", run_dir)
@@ -67,6 +52,8 @@ def ensure_run(cfg: Config, overwrite: bool = False) -> Tuple[Path, str]:
 
 def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overwrite: bool = False) -> List[Path]:
     """Run folders of the given config files (every override applied to each), training what is missing."""
+    from .models.factory import fetch_starting_weights
+
     cfgs = [load_config(p, overrides) for p in paths]  # check every file before training anything
     seen: Dict[Path, str] = {}
     for path, cfg in zip(paths, cfgs):
@@ -75,6 +62,10 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
             raise ValueError(f"{seen[key]} and {path} both write to {cfg.run_dir}. Give them different "
                              f"output.name values in their YAML files (a --set applies to every config).")
         seen[key] = path
+    for cfg in cfgs:  # the data and starting weights of every run to train, before training any
+        if not is_finished(cfg.run_dir) or config_changes(cfg.run_dir, cfg):
+            resolve_root(Path(cfg.data.root))
+            fetch_starting_weights(cfg)
     return [ensure_run(cfg, overwrite)[0] for cfg in cfgs]
 
 
@@ -109,18 +100,38 @@ def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int =
     return [dict(b, device=name) for b in best]
 
 
-def collect(run_dir: Path) -> Dict:
-    """One comparison row from a finished run folder's metrics.json and config.yaml."""
-    run_dir = Path(run_dir)
+def _evaluated_run(folder: Path) -> Path:
+    """The run that an `emoclf evaluate` result folder scored (named by its metrics.json), else ``folder``."""
+    if is_finished(folder) or not (folder / "metrics.json").is_file():
+        return folder
+    m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    if m.get("members"):
+        raise ValueError(f"{folder} scores an ensemble of runs; compare takes single runs or their evaluations.")
+    run_dir = Path(m.get("checkpoint", "")).parent
+    return run_dir if m.get("checkpoint") and is_finished(run_dir) else folder
+
+
+def collect(folder: Path) -> Dict:
+    """One comparison row from a finished run folder, or from an `emoclf evaluate` result folder of one.
+
+    A run gives its validation scores; an evaluation folder gives the scores it holds (e.g. on another
+    dataset) with the run's training figures, config and validation curves.
+    """
+    folder = Path(folder)
+    run_dir = _evaluated_run(folder)
     if not is_finished(run_dir):
-        raise FileNotFoundError(f"{run_dir} is not a finished emoclf run (needs metrics.json, report.md and "
-                                f"best.pt). Train it first, or compare with --config to train it.")
+        raise FileNotFoundError(f"{folder} is not a finished emoclf run (needs metrics.json, report.md and "
+                                f"best.pt) nor an `emoclf evaluate` result of one. Train it first, or compare with "
+                                f"--config to train it.")
     m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    if run_dir != folder:
+        m.update(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
     cfg = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
     row = {key: m.get(key) for key, _ in COLUMNS}
-    row.update(run=run_dir.name, model=m.get("model", cfg.get("model", {}).get("name")),
+    row.update(run=run_dir.name if run_dir == folder else f"{run_dir.name} on {folder.name}",
+               model=m.get("model", cfg.get("model", {}).get("name")),
                image_size=cfg.get("data", {}).get("image_size"), run_dir=str(run_dir.resolve()),
-               class_names=list(m.get("class_names", [])), split=m.get("split"),
+               scores_dir=str(folder.resolve()), class_names=list(m.get("class_names", [])), split=m.get("split"),
                measured_device=m.get("device"), measured_inference_ms_per_image=m.get("inference_ms_per_image"))
     return row
 
@@ -136,7 +147,8 @@ def consistency_warnings(rows: List[Dict]) -> List[str]:
     if len(data) > 1:
         detail = "; ".join(f"{r['run']}: {r['data_root']} ({r['split']}, {r['num_images']} images)" for r in rows)
         warnings.append(f"The runs were evaluated on different data ({detail}). Compare them on the same data with "
-                        f"`emoclf evaluate RUN --data DIR`, or read the numbers with care.")
+                        f"`emoclf evaluate RUN --data DIR` and `emoclf compare RUN/eval/NAME ...`, or read the "
+                        f"numbers with care.")
     return warnings
 
 
@@ -165,7 +177,7 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/compari
     from .plots_compare import plot_comparison
     from .report import write_comparison_report
 
-    unique = list(dict.fromkeys(Path(r).resolve() for r in run_dirs))
+    unique = list(dict.fromkeys(Path(r).resolve() for r in run_dirs))  # runs or evaluation folders
     if len(unique) < 2:
         raise ValueError(f"emoclf compare needs at least two different runs; got {len(unique)} "
                          f"({', '.join(map(str, run_dirs)) or 'none'}). Pass run folders or --config files.")
@@ -196,8 +208,7 @@ def compare(runs: Sequence[str] = (), configs: Sequence[str] = (), overrides: Se
         raise ValueError("--set only applies to --config files; finished runs keep their own config.")
     run_dirs = [Path(r) for r in runs]
     for r in run_dirs:  # fail before spending time on training
-        if not is_finished(r):
-            collect(r)
+        collect(r)
     if configs:
         run_dirs += runs_from_configs(configs, overrides, overwrite)
     return compare_runs(run_dirs, out_dir, device)

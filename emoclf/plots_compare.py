@@ -72,7 +72,7 @@ def plot_confusions(rows: List[Dict], out: Path) -> Path:
     side = max(4.0, 0.6 * k + 2)
     fig, axes = plt.subplots(1, len(rows), figsize=((side + 1) * len(rows), side), squeeze=False)
     for ax, r in zip(axes[0], rows):
-        names, cm = read_confusion_csv(Path(r["run_dir"]) / "confusion_matrix.csv")
+        names, cm = read_confusion_csv(Path(r["scores_dir"]) / "confusion_matrix.csv")
         _heatmap(ax, normalize_rows(cm), names, True, f"{r['run']} (macro F1 {r['f1_macro']:.2f})")
     fig.tight_layout()
     return _save(fig, Path(out))

@@ -104,7 +104,8 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
     lines += [f"> **Warning:** {w}" for w in summary["warnings"]] + ([""] if summary["warnings"] else [])
     lines += [f"Best model by macro F1: **{best['run']}** ({_pct(best['f1_macro'])}).", ""]
     lines += comparison_table(rows, best["run"]) + [""]
-    lines += [f"Scores are on each run's own evaluation data ({', '.join(sorted({str(r['split']) for r in rows}))}). "
+    lines += [f"Scores are on each row's own evaluation data: a run's validation split, or the data an `emoclf "
+              f"evaluate` folder scored ({', '.join(sorted({str(r['split']) for r in rows}))}). "
               f"Inference times were measured when this comparison was written, in one process on "
               f"{summary['device']}, in batches of {TIMING_BATCH} images (ms/image) and one image at a time "
               f"(latency), taking turns and keeping the best of three; training times come from each run's "
@@ -115,7 +116,7 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
         lines += [f"## {titles.get(name, name)}", "", f"![{titles.get(name, name)}]({name})", ""]
     lines += ["## Runs", ""]
     for r in rows:
-        link = Path(os.path.relpath(Path(r["run_dir"]) / "report.md", out_dir.resolve())).as_posix()
+        link = Path(os.path.relpath(Path(r["scores_dir"]) / "report.md", out_dir.resolve())).as_posix()
         lines.append(f"- {r['run']} ({r['model']}, data {r['data_root']}): [report]({link})")
     lines.append("")
     path = out_dir / "comparison.md"

@@ -57,9 +57,10 @@ TRAIN_SET = ["data.image_size=16", "model.width=4", "model.depth=2", "train.epoc
 RUN_FILES = ["config.yaml", "best.pt", "last.pt", "history.csv", "curves.png", "confusion_matrix.png",
              "confusion_matrix_normalized.png", "classification_report.txt", "metrics.json", "predictions.csv",
              "report.md"]
-# Wall-clock numbers differ between any two runs; everything else must be equal.
+# Wall-clock numbers and folder paths differ between any two runs; everything else must be equal.
 TIMING_KEYS = {"seconds", "train_seconds", "inference_ms_per_image", "latency_ms_batch1", "created", "device",
-               "measured_device", "measured_inference_ms_per_image", "run_dir", "data_root", "out_dir", "cached"}
+               "measured_device", "measured_inference_ms_per_image", "run_dir", "scores_dir", "data_root", "out_dir",
+               "cached"}
 
 
 @dataclass

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import CONFIGS, tiny_overrides
+from conftest import CLASSES, CONFIGS, tiny_overrides
 from emoclf.cli import main
 from emoclf.compare import compare_runs
 from emoclf.config import load_config
@@ -80,6 +80,18 @@ def test_compare_configs_trains_missing_and_reuses_finished(runs, tmp_path, caps
     assert best_pt.stat().st_mtime_ns == first
     assert main(changed + ["--overwrite"]) == 0
     assert best_pt.stat().st_mtime_ns != first
+    assert main(argv + ["--set", f"data.root={tmp_path / 'moved'}"]) == 2  # the data, not the config, is the news
+    assert "moved' does not exist" in capsys.readouterr().err
+
+
+def test_compare_stops_before_training_when_a_later_run_lacks_its_weights(runs, tmp_path, capsys):
+    later = tmp_path / "later.yaml"
+    later.write_text(f"model: {{name: cnn, weights_path: {tmp_path / 'missing.pt'}}}\noutput: {{name: later}}\n")
+    argv = ["compare", "--config", str(CONFIGS / "cnn.yaml"), str(later), *sum(
+        (["--set", s] for s in runs.overrides), []), "--set", f"output.dir={tmp_path / 'o'}", "--out", str(tmp_path / "c")]
+    assert main(argv) == 2
+    assert "missing.pt" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # the first model was not trained for nothing
 
 
 def test_compare_reuses_the_shared_runs(runs, tmp_path):
@@ -89,6 +101,28 @@ def test_compare_reuses_the_shared_runs(runs, tmp_path):
     assert main(argv) == 0
     assert stamps == {r: (r / "best.pt").stat().st_mtime_ns for r in stamps}
     assert len(_csv(tmp_path / "c" / "comparison.csv")) == 2
+
+
+def test_compare_scores_of_both_runs_on_other_data(runs, tmp_path, capsys):
+    other = make_dataset(tmp_path / "other", classes=CLASSES, train_per_class=2, val_per_class=6, size=48, seed=7)
+    scored = []
+    for run in (runs.cnn, runs.rgb):  # --out: the shared runs stay as they are
+        assert main(["evaluate", str(run), "--data", str(other), "--device", "cpu", "--out", str(tmp_path / run.name)]) == 0
+        scored.append(tmp_path / run.name / "other-validation")
+    summary = compare_runs(scored, tmp_path / "c", device="cpu")
+    assert summary["warnings"] == []  # the same data: no "different data" warning
+    for row, run, folder in zip(summary["runs"], (runs.cnn, runs.rgb), scored):
+        m, trained = (json.loads((f / "metrics.json").read_text()) for f in (folder, run))
+        assert row["run"] == f"{run.name} on {folder.name}" and row["run_dir"] == str(run.resolve())
+        for key in ("accuracy", "f1_macro", "loss", "num_images", "data_root"):
+            assert row[key] == m[key], key
+        for key in ("train_seconds", "best_epoch", "num_params"):
+            assert row[key] == trained[key], key
+    assert summary["best"]["run_dir"] in {str(runs.cnn.resolve()), str(runs.rgb.resolve())}
+    md = (tmp_path / "c" / "comparison.md").read_text()
+    assert "other-validation/report.md)" in md
+    with_run = compare_runs([runs.cnn, scored[1]], tmp_path / "c2", device="cpu")
+    assert "different data" in with_run["warnings"][0] and "emoclf compare RUN/eval/NAME" in with_run["warnings"][0]
 
 
 def test_compare_usage_errors(runs, tmp_path, capsys):

@@ -17,8 +17,8 @@ from .surgery import head_prefix
 log = logging.getLogger(__name__)
 
 
-def imagenet_state_dict(name: str) -> Dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights for ``name``, from the torch cache or downloaded once into it."""
+def imagenet_weights_file(name: str) -> Path:
+    """The file of torchvision's ImageNet weights for ``name`` in the torch cache, downloaded once into it."""
     import torchvision
 
     try:
@@ -39,7 +39,12 @@ def imagenet_state_dict(name: str) -> Dict[str, torch.Tensor]:
                 f"download that file on a connected machine and put it at {target}, or pass "
                 f"--set model.weights_path=/path/to/{target.name}; or train from scratch with "
                 f"--set model.pretrained=false.") from None
-    return load_checkpoint(target)
+    return target
+
+
+def imagenet_state_dict(name: str) -> Dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for ``name``, from the torch cache or downloaded once into it."""
+    return load_checkpoint(imagenet_weights_file(name))
 
 
 def state_dict_from_file(path: str) -> Dict[str, torch.Tensor]:
@@ -49,6 +54,16 @@ def state_dict_from_file(path: str) -> Dict[str, torch.Tensor]:
         if isinstance(obj.get(key), dict):
             return obj[key]
     return obj
+
+
+def fetch_starting_weights(cfg: Config) -> None:
+    """Have the starting weights ``cfg.model`` asks for at hand (ImageNet weights are downloaded once), so that
+    a comparison stops before training anything when a later model's weights are missing."""
+    m = cfg.model
+    if m.weights_path:
+        state_dict_from_file(m.weights_path)
+    elif m.pretrained:
+        imagenet_weights_file(m.name)
 
 
 def load_matching(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> List[str]:
