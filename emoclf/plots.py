@@ -21,6 +21,14 @@ def _plt():
     return plt
 
 
+def epoch_axis(ax) -> None:
+    """Label the x axis 'epoch' with whole-number ticks only (no epoch 1.5)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def safe_plot(fn: Callable) -> Callable:
     """Run a plot; on any error log a warning and return None."""
 
@@ -60,7 +68,7 @@ def plot_curves(history_csv: Path, out: Path, title: str = "") -> Path:
     for ax, key, label in zip(axes, ("acc", "f1", "loss"), ("accuracy", "macro F1", "loss")):
         ax.plot(h["epoch"], h[f"train_{key}"], "o-", label="train", markersize=3)
         ax.plot(h["epoch"], h[f"val_{key}"], "o-", label="validation", markersize=3)
-        ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()

@@ -6,7 +6,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .plots import _heatmap, _plt, _save, normalize_rows, read_history, safe_plot
+from .plots import _heatmap, _plt, _save, epoch_axis, normalize_rows, read_history, safe_plot
 
 HEADLINE = [("accuracy", "accuracy"), ("top2_accuracy", "top-2 accuracy"), ("f1_macro", "macro F1"),
             ("f1_weighted", "weighted F1")]
@@ -54,7 +54,7 @@ def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
                 j = h["epoch"].index(r["best_epoch"])
                 ax.plot(h["epoch"][j], h[key][j], "*", color=f"C{i}", markersize=12)
     for ax, title in zip(axes, ("validation accuracy", "validation macro F1", "validation loss")):
-        ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

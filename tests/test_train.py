@@ -59,6 +59,20 @@ def _history(run_dir):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(fh)]
 
 
+def test_curves_of_a_short_run_tick_whole_epochs_only(trained_run, tmp_path, monkeypatch):
+    from emoclf import plots
+
+    short = tmp_path / "history.csv"
+    short.write_text("".join((trained_run / "history.csv").read_text().splitlines(keepends=True)[:3]))  # 2 epochs
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig) or out)
+    plots.plot_curves(short, tmp_path / "curves.png")
+    for ax in figures[0].axes:
+        lo, hi = ax.get_xlim()
+        shown = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert shown and all(float(t).is_integer() for t in shown), shown
+
+
 def test_resume_after_interruption_repeats_the_same_history(small_faces, tmp_path, monkeypatch):
     full = train(fast_config(small_faces, tmp_path, "full", epochs=4))
     original = train_mod.Trainer.end_epoch
