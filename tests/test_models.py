@@ -84,11 +84,12 @@ def test_weights_of_another_model_are_refused():
         load_matching(cnn, other, "other.pt")
 
 
-def test_freeze_backbone_trains_only_the_head():
+def test_freeze_backbone_trains_only_the_head(caplog):
     cfg = load_config("configs/mobilenet_v3.yaml", ["model.pretrained=false", "model.freeze=backbone"])
     model = create_model(cfg, 4)
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable == ["classifier.3.weight", "classifier.3.bias"]
+    assert "only the head will learn, on random features" in caplog.text  # frozen random weights: said
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "resnet18"])

@@ -114,5 +114,8 @@ def create_model(cfg: Config, num_classes: int) -> nn.Module:
     if m.weights_path:
         load_matching(model, state_dict_from_file(m.weights_path), m.weights_path)
     if m.freeze == "backbone":
+        if not (m.pretrained or m.weights_path):
+            log.warning("model.freeze=backbone with random starting weights: only the head will learn, on "
+                        "random features. Set model.pretrained=true (or model.weights_path), or model.freeze=none.")
         freeze_backbone(model)
     return model
