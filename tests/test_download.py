@@ -107,7 +107,7 @@ def test_folder_recorded_in_place_is_never_replaced_by_a_later_download(tmp_path
     assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest)]) == 2
     assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest), "--force"]) == 2
     assert (mine / "train" / "happy" / "only-copy.png").read_bytes() == b"precious"
-    again = dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))  # an installed copy is replaced
+    dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))  # an installed copy is replaced
     (tmp_path / "src" / "mine" / "train" / "happy" / "new.png").write_bytes(b"")
     replaced = dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))
     assert not replaced.already and (replaced.root / "train" / "happy" / "new.png").exists()
