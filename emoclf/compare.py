@@ -28,10 +28,11 @@ TIMING_BATCH = 32  # images per timed forward pass, the same for every run
 
 
 def ensure_run(cfg: Config, overwrite: bool = False) -> Tuple[Path, str]:
-    """A finished run of exactly ``cfg``: reused when it exists, else resumed or trained; and what was done."""
+    """A finished run of ``cfg``: reused when it exists (also when only how it runs differs, e.g. train.device),
+    else resumed or trained; and what was done."""
     from .train import train
 
-    run_dir, diff = cfg.run_dir, config_changes(cfg.run_dir, cfg)
+    run_dir, diff = cfg.run_dir, config_changes(cfg.run_dir, cfg, results_only=True)
     if is_finished(run_dir):
         if not diff:
             log.info("Reusing finished run %s", run_dir)
@@ -63,7 +64,7 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
                              f"output.name values in their YAML files (a --set applies to every config).")
         seen[key] = path
     for cfg in cfgs:  # the data and starting weights of every run to train, before training any
-        if not is_finished(cfg.run_dir) or config_changes(cfg.run_dir, cfg):
+        if not is_finished(cfg.run_dir) or config_changes(cfg.run_dir, cfg, results_only=True):
             resolve_root(Path(cfg.data.root))
             fetch_starting_weights(cfg)
     return [ensure_run(cfg, overwrite)[0] for cfg in cfgs]

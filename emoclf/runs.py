@@ -65,13 +65,15 @@ def flatten(d: Dict, prefix: str = "") -> Dict[str, object]:
     return out
 
 
-def config_changes(run_dir: Path, cfg: Config) -> List[str]:
-    """``key: saved -> requested`` for each config value in which the run folder differs from ``cfg``."""
+def config_changes(run_dir: Path, cfg: Config, results_only: bool = False) -> List[str]:
+    """``key: saved -> requested`` for each config value in which the run folder differs from ``cfg``;
+    ``results_only`` leaves out the keys that change how a run is computed, not what (HOW_TO_RUN)."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
         return []
     old, new = flatten(read_yaml(saved)), flatten(to_dict(cfg))
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if not (results_only and k in HOW_TO_RUN)]
 
 
 def _check_compatible(run_dir: Path, cfg: Config) -> None:
@@ -87,7 +89,7 @@ def _check_compatible(run_dir: Path, cfg: Config) -> None:
 
 def refuse_changes_to_finished(cfg: Config) -> None:
     """--resume of a finished run: fine with its own config (nothing to do); a change could never apply."""
-    changes = [c for c in config_changes(cfg.run_dir, cfg) if c.split(":")[0] not in HOW_TO_RUN]
+    changes = config_changes(cfg.run_dir, cfg, results_only=True)
     if changes:
         raise ValueError(f"{cfg.run_dir} is already finished, so --resume cannot apply {'; '.join(changes[:4])}. "
                          f"Train a new run with these settings (--set output.name=NEW), or replace this one "

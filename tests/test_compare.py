@@ -72,6 +72,7 @@ def test_compare_configs_trains_missing_and_reuses_finished(runs, tmp_path, caps
     first = best_pt.stat().st_mtime_ns
     assert "Best model by macro F1" in capsys.readouterr().out
     assert main(argv) == 0  # finished with the same config: reused, not retrained
+    assert main(argv + ["--set", "train.num_threads=1", "--set", "train.device=cpu"]) == 0  # how, not what
     assert best_pt.stat().st_mtime_ns == first
     changed = argv + ["--set", "train.epochs=1"]
     assert main(changed) == 2
