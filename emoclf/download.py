@@ -20,7 +20,7 @@ from .io import atomic_write_json
 
 log = logging.getLogger(__name__)
 PARTIAL = ".emoclf-partial-"  # hidden, so dataset discovery never mistakes a half-written folder for data
-RECORD_FORMAT = 1
+RECORD_FORMAT = 2  # 2: says which folder a download installed, and keeps every folder ever recorded in place
 SPLIT_ORDER = ("train", "validation", "test")
 
 
@@ -182,27 +182,46 @@ def _already_there(dest: Path, identity: dict, label: str) -> Optional[Result]:
     return result
 
 
+def _own_roots(record: dict) -> List[str]:
+    """Dataset roots (relative to --dest) recorded in place: the user's own folders, kept in every later record."""
+    roots = [r for r in record.get("own", []) if isinstance(r, str)]
+    if record.get("in_place") and isinstance(record.get("root"), str) and record["root"] not in roots:
+        roots.append(record["root"])
+    return roots
+
+
+def _installed_here(record: dict, target: Path, dest: Path) -> bool:
+    """Whether the download record shows that `emoclf download` put ``target`` there."""
+    if "installed" in record or "in_place" in record or record.get("format", 1) >= 2:
+        return record.get("installed") == target.name
+    # A record from before format 2 does not say; an archive or URL download was installed (a local folder may
+    # have been recorded in place, so that one is not assumed).
+    identity = record.get("identity") if isinstance(record.get("identity"), dict) else {}
+    return bool(record.get("root")) and identity.get("kind") != "folder" and _inside(dest / record["root"], target)
+
+
 def _check_target(target: Path, dest: Path, force: bool) -> None:
     if not target.exists():
         return
     record = _read_record(dest) or {}
-    if record.get("in_place") and record.get("root") and _inside(dest / record["root"], target):
-        raise ValueError(f"'{target}' holds the folder recorded in place as the dataset (your own copy, not "
-                         f"installed by `emoclf download`); it is never replaced, even with --force. Move it away "
-                         f"or choose another --dest.")
-    if force:
+    for own in _own_roots(record):
+        if _inside(dest / own, target) or _inside(target, dest / own):
+            raise ValueError(f"'{target}' holds a folder recorded in place as a dataset ({dest / own}: your own copy, "
+                             f"not installed by `emoclf download`); it is never replaced, even with --force. Move "
+                             f"it away or choose another --dest.")
+    if force or record.get("installing") == target.name:  # installing: a download killed while moving it in
         return
-    if record.get("installing") == target.name:
-        return  # a download killed while moving it into place: replace it
-    if record.get("installed") != target.name:
-        raise ValueError(f"'{target}' already exists and is not a dataset `emoclf download` installed there. "
-                         f"Move it away, choose another --dest, or pass --force to delete and replace it.")
+    if not _installed_here(record, target, dest):
+        raise ValueError(f"'{target}' already exists and the download record does not show that `emoclf download` "
+                         f"installed it. Move it away, choose another --dest, or pass --force to delete and "
+                         f"replace it.")
 
 
 def _install(unpacked: Path, target: Path, dest: Path, work: Path) -> None:
     # From here on no record claims a complete dataset until the new one is fully in place; the interim record
     # names the folder being replaced, so that a download killed in between may replace it again.
-    atomic_write_json(dest / MARKER, {"format": RECORD_FORMAT, "installing": target.name})
+    own = _own_roots(_read_record(dest) or {})
+    atomic_write_json(dest / MARKER, {"format": RECORD_FORMAT, "installing": target.name, "own": own})
     if target.exists() or target.is_symlink():
         os.replace(target, work / "previous")
     os.replace(unpacked, target)
@@ -254,9 +273,14 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
 
 def _write_record(dest: Path, root: Path, identity: dict, label: str, counts: Dict[str, Dict[str, int]],
                   installed: Optional[str] = None) -> None:
-    """``installed``: the folder under ``dest`` that this download put there (None: a folder recorded in place)."""
-    record = {"format": RECORD_FORMAT, "root": os.path.relpath(root, dest), "source": label, "identity": identity,
-              "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    """``installed``: the folder under ``dest`` that this download put there (None: a folder recorded in place).
+    Folders recorded in place, now or by any earlier download into ``dest``, are listed under ``own``."""
+    relative = os.path.relpath(root, dest)
+    own = _own_roots(_read_record(dest) or {})
+    if installed is None and relative not in own:
+        own.append(relative)
+    record = {"format": RECORD_FORMAT, "root": relative, "source": label, "identity": identity,
+              "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "own": own}
     record.update({"installed": installed} if installed is not None else {"in_place": True})
     atomic_write_json(dest / MARKER, record)
 

@@ -1,6 +1,7 @@
 """`emoclf download`: sources, nested roots, idempotence, kill-safety and hostile archives."""
 import io
 import json
+import os
 import socket
 import sys
 import tarfile
@@ -111,6 +112,24 @@ def test_folder_recorded_in_place_is_never_replaced_by_a_later_download(tmp_path
     (tmp_path / "src" / "mine" / "train" / "happy" / "new.png").write_bytes(b"")
     replaced = dl.download(str(tmp_path / "src" / "mine"), str(tmp_path / "data2"))
     assert not replaced.already and (replaced.root / "train" / "happy" / "new.png").exists()
+    other = _zip_dir(_tree(tmp_path / "src2" / "other"), tmp_path / "other.zip")  # another download in between
+    dl.download(str(other), str(dest))
+    assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest), "--force"]) == 2
+    assert (mine / "train" / "happy" / "only-copy.png").read_bytes() == b"precious"  # still protected
+
+
+def test_dataset_recorded_by_format_1_is_replaced_like_before(nested_zip, tmp_path):
+    dest = tmp_path / "data"
+    res = dl.download(str(nested_zip), str(dest))
+    record = json.loads((dest / MARKER).read_text())
+    for key in ("installed", "own"):  # what a record written before format 2 lacked
+        del record[key]
+    record["format"] = 1
+    (dest / MARKER).write_text(json.dumps(record))
+    nested_zip.write_bytes(nested_zip.read_bytes())  # a newer copy of the archive: downloaded again
+    os.utime(nested_zip, ns=(1, 1))
+    again = dl.download(str(nested_zip), str(dest))
+    assert not again.already and again.root == res.root
 
 def _fer_csv(path: Path, rows):
     lines = ["emotion,pixels,Usage"]
