@@ -40,8 +40,10 @@ def skipped_note(skipped: List[List[str]], shown: int = 10) -> str:
 
 
 def minutes(value: float) -> str:
-    """A time limit for people: 0.05 -> '3 s', 1.5 -> '1.5 min'."""
-    return f"{value * 60:.3g} s" if value < 1 else f"{value:.3g} min"
+    """A time limit in minutes for people: 0.05 -> '3 s', 1.5 -> '1.5 min', 1440 -> '24 h'."""
+    if value < 1:
+        return f"{value * 60:.3g} s"
+    return f"{value:.3g} min" if value < 60 else f"{value / 60:.3g} h"
 
 
 def epochs_done(s) -> str:

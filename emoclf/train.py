@@ -194,7 +194,7 @@ class Trainer:
         gen = torch.Generator().manual_seed(cfg.seed * 7_919 + e)
         order = dd.shard(epoch_order(self.train.labels, e, cfg.seed, cfg.train.sampler == "balanced"), self.dist)
         steps = batches(order, cfg.train.batch_size)
-        per_epoch = max(len(steps), 1)
+        per_epoch, planned = max(len(steps), 1), sum(len(b) for b in steps)
         on_step = lambda i: self._set_lr(e + i / per_epoch, started)  # noqa: E731
         if deadline is not None:
             steps = _until(steps, deadline, self.dist)
@@ -204,7 +204,7 @@ class Trainer:
                               self.norm, self.augment, gen, self.scaler, self.dtype, bar, on_step)
         finally:
             bar.close()
-        return {"lr": lr, "images": res.count, "share": res.count / max(len(order), 1), **self._train_metrics(res)}
+        return {"lr": lr, "images": res.count, "share": res.count / max(planned, 1), **self._train_metrics(res)}
 
     def run_epoch(self, deadline: Optional[float]) -> Dict:
         """Train one epoch and validate; seconds is the wall time of both."""

@@ -11,7 +11,7 @@ import pytest
 from conftest import fast_config
 from emoclf import train as train_mod
 from emoclf.evaluate import read_confusion_csv
-from emoclf.runs import evaluate_run
+from emoclf.runs import evaluate_run, minutes
 from emoclf.synthetic import SPANISH, make_dataset
 from emoclf.train import train
 
@@ -132,6 +132,19 @@ def test_time_limit_stops_cleanly_with_all_artifacts(faces, tmp_path):
     assert 0 < m["last_epoch_share"] < 1  # 0.03 s: the first epoch is cut short
     assert f"cut short at {m['last_epoch_share']:.0%} of its images" in (run / "report.md").read_text()
     assert (run / "report.md").is_file() and (run / "best.pt").is_file()
+
+
+def test_time_limits_read_as_people_write_them():
+    assert [minutes(m) for m in (0.005, 0.05, 1.5, 30, 90, 1440)] == ["0.3 s", "3 s", "1.5 min", "30 min", "1.5 h",
+                                                                      "24 h"]
+
+
+def test_a_dropped_single_image_batch_is_not_an_epoch_cut_short(tmp_path):
+    root = make_dataset(tmp_path / "d", classes=("angry", "happy", "sad"), train_per_class=11, val_per_class=2,
+                        size=24)  # 33 images, batches of 32: the last batch of 1 is dropped by design
+    run = train(fast_config(root, tmp_path, "odd", epochs=1))
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["last_epoch_share"] == 1.0 and "cut short" not in (run / "report.md").read_text()
 
 
 def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
