@@ -140,9 +140,9 @@ def _subset(split: Split, idx: np.ndarray) -> Split:
     return Split([split.paths[i] for i in idx], split.labels[idx])
 
 
-def _check_drop(drop: Sequence[str], classes: set) -> None:
-    """Refuse a ``data.drop_classes`` entry that is neither a known emotion nor a class folder here (a misspelling
-    would drop nothing); a known emotion that these data lack is only mentioned."""
+def _check_drop(drop: Sequence[str], classes: set, strict: bool) -> None:
+    """A ``data.drop_classes`` entry that is neither a known emotion nor a class folder here (a misspelling would
+    drop nothing) is an error when ``strict``, else a warning; a known emotion these data lack is only mentioned."""
     for d in drop:
         name = lbl.canonical(d)
         if name in classes:
@@ -150,9 +150,12 @@ def _check_drop(drop: Sequence[str], classes: set) -> None:
         if name in lbl.CANONICAL:
             log.info("data.drop_classes: no '%s' folder in these data; nothing to leave out for it.", d)
             continue
-        raise ValueError(f"data.drop_classes names '{d}', which is neither a class folder here nor a known emotion."
-                         f"{did_you_mean(name, sorted(classes | set(lbl.CANONICAL)))} Classes found: "
-                         f"{', '.join(lbl.ordered(classes))}.")
+        problem = (f"data.drop_classes names '{d}', which is neither a class folder here nor a known emotion."
+                   f"{did_you_mean(name, sorted(classes | set(lbl.CANONICAL)))} Classes found: "
+                   f"{', '.join(lbl.ordered(classes))}.")
+        if strict:
+            raise ValueError(problem)
+        log.warning("%s It leaves nothing out.", problem)
 
 
 def _drop(per_class: Dict[str, List[Path]], drop: Sequence[str]) -> Dict[str, List[Path]]:
@@ -171,8 +174,11 @@ class Dataset:
     val_from_train: bool = False
 
 
-def discover(cfg: DataConfig, seed: int) -> Dataset:
-    """Find splits and classes under ``cfg.root``; split train when there is no validation folder."""
+def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
+    """Find splits and classes under ``cfg.root``; split train when there is no validation folder.
+
+    ``strict=False`` (a run trained earlier, resumed or scored on its own data) only warns about a
+    ``data.drop_classes`` entry that matches nothing, as such a run was trained with it."""
     root = resolve_root(Path(cfg.root))
     split_dirs = find_splits(root)
     if "train" not in split_dirs:
@@ -181,7 +187,7 @@ def discover(cfg: DataConfig, seed: int) -> Dataset:
     for name, folder in split_dirs.items():
         found[name], n = scan_folder(folder)
         non_images += n
-    _check_drop(cfg.drop_classes, {c for per_class in found.values() for c in per_class})
+    _check_drop(cfg.drop_classes, {c for per_class in found.values() for c in per_class}, strict)
     scanned = {name: _drop(per_class, cfg.drop_classes) for name, per_class in found.items()}
     train_classes = lbl.ordered(scanned["train"])
     if len(train_classes) < 2:
@@ -277,7 +283,7 @@ def labelled_split(root: Path, split: Optional[str], class_names: Sequence[str],
                    own_data: bool) -> Tuple[Split, Dict]:
     """A split of any labelled folder mapped onto ``class_names``; other classes are counted and left out."""
     if own_data:
-        ds = discover(cfg, seed)
+        ds = discover(cfg, seed, strict=False)
         name = canonical_split(split or "validation")
         if name not in ds.splits:
             raise ValueError(f"The run's data has no '{name}' split; choose one of {', '.join(ds.splits)}.")

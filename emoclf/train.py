@@ -119,7 +119,7 @@ class Trainer:
         cfg = self.cfg
         if not self.dist.is_main:
             dd.barrier(self.dist)
-        ds = discover(cfg.data, cfg.seed)
+        ds = discover(cfg.data, cfg.seed, strict=self.resume_from is None)
         self.dataset, self.class_names = ds, ds.class_names
         self.train = load_split(ds.splits["train"], cfg.data, ds.root, "train")
         self.val = load_split(ds.splits["validation"], cfg.data, ds.root, "validation")

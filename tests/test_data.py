@@ -7,7 +7,7 @@ from PIL import Image
 
 from emoclf import labels
 from emoclf.config import DataConfig
-from emoclf.data import discover, epoch_order, load_split, resolve_root, stratified_split
+from emoclf.data import discover, epoch_order, labelled_split, load_split, resolve_root, stratified_split
 from emoclf.imaging import load_array
 from emoclf.synthetic import SPANISH, make_dataset
 
@@ -37,6 +37,9 @@ def test_misspelt_drop_class_is_an_error_not_a_silent_no_op(tmp_path):
         discover(DataConfig(root=str(root), drop_classes=["digust"]), seed=0)
     ds = discover(DataConfig(root=str(root), drop_classes=["contempt", "sad"]), seed=0)  # a known emotion: fine
     assert ds.class_names == ["angry", "happy"]
+    cfg = DataConfig(root=str(root), drop_classes=["digust"])  # as saved in a run trained before this check:
+    ev, _ = labelled_split(root, None, ["angry", "happy", "sad"], cfg, 0, own_data=True)  # still scored
+    assert len(ev) == 3
 
 
 def test_stratified_split_when_no_validation_folder(tmp_path):
