@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import Config, load_config, read_yaml
 from .data import resolve_root
-from .io import atomic_path, atomic_write_json
+from .io import atomic_path, atomic_write_json, file_stamp
 from .runs import config_changes, is_finished
 
 log = logging.getLogger(__name__)
@@ -102,14 +102,28 @@ def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int =
 
 
 def _evaluated_run(folder: Path) -> Path:
-    """The run that an `emoclf evaluate` result folder scored (named by its metrics.json), else ``folder``."""
+    """The run that an `emoclf evaluate` result folder scored, else ``folder``.
+
+    Found through the checkpoint its metrics.json names, or as RUN/eval/NAME; an evaluation of an earlier
+    best.pt (the run trained again since) is refused rather than shown beside the new run's figures.
+    """
     if is_finished(folder) or not (folder / "metrics.json").is_file():
         return folder
     m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     if m.get("members"):
         raise ValueError(f"{folder} scores an ensemble of runs; compare takes single runs or their evaluations.")
-    run_dir = Path(m.get("checkpoint", "")).parent
-    return run_dir if m.get("checkpoint") and is_finished(run_dir) else folder
+    named = Path(m["checkpoint"]) if isinstance(m.get("checkpoint"), str) and m["checkpoint"] else None
+    candidates = [named] if named and named.is_absolute() else []  # older files may hold a relative path
+    if folder.parent.name == "eval":
+        candidates.append(folder.parent.parent / (named.name if named else "best.pt"))
+    checkpoint = next((c for c in candidates if c.is_file() and is_finished(c.parent)), None)
+    if checkpoint is None:
+        return folder
+    if m.get("checkpoint_stamp") and m["checkpoint_stamp"] != file_stamp(checkpoint):
+        raise ValueError(f"{folder} scored an earlier {checkpoint.name} of {checkpoint.parent}, which was trained "
+                         f"again since. Evaluate it again: emoclf evaluate {checkpoint.parent} --data "
+                         f"{m.get('data_root', 'DIR')}")
+    return checkpoint.parent
 
 
 def collect(folder: Path) -> Dict:

@@ -79,6 +79,12 @@ def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Itera
             tmp_path.unlink()
 
 
+def file_stamp(path: Path) -> str:
+    """Size and modification time of a file: changes when it is rewritten (e.g. a run trained again)."""
+    st = os.stat(path)
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
 def usual_file_mode(path: Path) -> None:
     """Give a file made by ``tempfile.mkstemp`` (0600) the permissions ``open`` would (0666 less the umask)."""
     os.chmod(path, 0o666 & ~_umask())

@@ -19,7 +19,7 @@ from .config import Config, read_yaml, to_dict
 from .data import Split, labelled_split, load_split
 from .engine import check_tta, predict_logits, select_device, timed_inference, use_channels_last
 from .evaluate import write_eval_files
-from .io import atomic_write_text
+from .io import atomic_write_text, file_stamp
 from .models import count_parameters
 from .plots import plot_run
 from .report import write_run_report
@@ -192,7 +192,7 @@ def finalize_run(trainer) -> Path:
              "train_seconds": round(s.train_seconds, 2), "best_epoch": s.best_epoch, "epochs_trained": s.epoch,
              "last_epoch_share": round(s.last_share, 4),
              "stopped": s.stopped or "completed", "model": cfg.model.name, "split": "validation",
-             "data_root": str(trainer.dataset.root), "num_train_images": len(trainer.train),
+             "data_root": str(Path(trainer.dataset.root).resolve()), "num_train_images": len(trainer.train),
              "skipped_images": skipped}
     title = f"{cfg.run_name} ({cfg.model.name})"
     score(trainer.raw_model, trainer.norm, trainer.val, trainer.class_names, cfg.train.eval_batch_size,
@@ -263,9 +263,10 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
     what = f"Run {lr.run_dir}" if not lr.members else \
         f"Ensemble of {len(lr.members)} runs ({', '.join(map(str, lr.members))}; probabilities averaged)"
     notes = [f"{what} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
-    extra = {"model": cfg.model.name if not lr.members else "ensemble", "checkpoint": str(lr.checkpoint),
-             "data_root": str(info["root"]), "split": info["split"], "excluded_images": info["excluded"],
-             "skipped_images": len(ev.skipped)}
+    extra = {"model": cfg.model.name if not lr.members else "ensemble",
+             "checkpoint": str(lr.checkpoint.resolve()), "checkpoint_stamp": file_stamp(lr.checkpoint),
+             "data_root": str(Path(info["root"]).resolve()), "split": info["split"],
+             "excluded_images": info["excluded"], "skipped_images": len(ev.skipped)}
     if lr.members:
         extra["members"] = [str(m) for m in lr.members]
         title = f"ensemble of {len(lr.members)} runs on {name}"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
 
 import pytest
 
@@ -104,12 +106,15 @@ def test_compare_reuses_the_shared_runs(runs, tmp_path):
     assert len(_csv(tmp_path / "c" / "comparison.csv")) == 2
 
 
-def test_compare_scores_of_both_runs_on_other_data(runs, tmp_path, capsys):
+def test_compare_scores_of_both_runs_on_other_data(runs, tmp_path, capsys, monkeypatch):
     other = make_dataset(tmp_path / "other", classes=CLASSES, train_per_class=2, val_per_class=6, size=48, seed=7)
     scored = []
-    for run in (runs.cnn, runs.rgb):  # --out: the shared runs stay as they are
-        assert main(["evaluate", str(run), "--data", str(other), "--device", "cpu", "--out", str(tmp_path / run.name)]) == 0
+    monkeypatch.chdir(tmp_path)  # paths typed relative to here, and the same data typed two ways
+    for run, data in ((runs.cnn, "other"), (runs.rgb, str(other))):  # --out: the shared runs stay as they are
+        run_arg = os.path.relpath(run, tmp_path)
+        assert main(["evaluate", run_arg, "--data", data, "--device", "cpu", "--out", run.name]) == 0
         scored.append(tmp_path / run.name / "other-validation")
+    monkeypatch.chdir(runs.out)  # compared from elsewhere
     summary = compare_runs(scored, tmp_path / "c", device="cpu")
     assert summary["warnings"] == []  # the same data: no "different data" warning
     for row, run, folder in zip(summary["runs"], (runs.cnn, runs.rgb), scored):
@@ -124,6 +129,17 @@ def test_compare_scores_of_both_runs_on_other_data(runs, tmp_path, capsys):
     assert "other-validation/report.md)" in md
     with_run = compare_runs([runs.cnn, scored[1]], tmp_path / "c2", device="cpu")
     assert "different data" in with_run["warnings"][0] and "emoclf compare RUN/eval/NAME" in with_run["warnings"][0]
+
+
+def test_compare_refuses_an_evaluation_of_a_run_trained_again_since(runs, tmp_path):
+    run = shutil.copytree(runs.cnn, tmp_path / "cnn")
+    shutil.rmtree(run / "eval", ignore_errors=True)  # only this test's evaluation in it
+    assert main(["evaluate", str(run), "--device", "cpu"]) == 0
+    scored = next((run / "eval").iterdir())
+    compare_runs([scored, runs.rgb], tmp_path / "c", device="cpu")  # fine while best.pt is the one scored
+    os.utime(run / "best.pt", ns=(1, 1))  # as if trained again
+    with pytest.raises(ValueError, match="scored an earlier best.pt .* trained again since"):
+        compare_runs([scored, runs.rgb], tmp_path / "c", device="cpu")
 
 
 def test_compare_usage_errors(runs, tmp_path, capsys):
