@@ -12,9 +12,9 @@ from typing import Dict, List, Sequence, Tuple
 import numpy as np
 
 from .config import Config, load_config, read_yaml
-from .data import resolve_root
+from .data import discover, resolve_root
 from .io import atomic_path, atomic_write_json, file_stamp
-from .runs import config_changes, is_finished
+from .runs import check_run_dir, config_changes, is_finished
 
 log = logging.getLogger(__name__)
 # Column key, header in comparison.md; comparison.csv uses the keys as its header.
@@ -27,35 +27,47 @@ COLUMNS = [("run", "run"), ("model", "model"), ("accuracy", "accuracy"), ("top2_
 TIMING_BATCH = 32  # images per timed forward pass, the same for every run
 
 
-def ensure_run(cfg: Config, overwrite: bool = False) -> Tuple[Path, str]:
-    """A finished run of ``cfg``: reused when it exists (also when only how it runs differs, e.g. train.device),
-    else resumed or trained; and what was done."""
-    from .train import train
-
+def plan_run(cfg: Config, overwrite: bool = False) -> str:
+    """What ``ensure_run`` will do for ``cfg`` ('reused', 'retrained', 'resumed' or 'trained'), raising now what
+    it would refuse. A finished run is reused also when only how it runs differs (e.g. train.device)."""
     run_dir, diff = cfg.run_dir, config_changes(cfg.run_dir, cfg, results_only=True)
+    if is_finished(run_dir) and not diff:
+        return "reused"
+    resolve_root(Path(cfg.data.root))  # a run to train: missing data says more than a changed config
     if is_finished(run_dir):
-        if not diff:
-            log.info("Reusing finished run %s", run_dir)
-            return run_dir, "reused"
         if not overwrite:
             raise ValueError(f"{run_dir} holds a finished run with another config ({'; '.join(diff[:4])}). "
                              f"Give the experiment another output.name in its YAML file, another output.dir "
                              f"(--set output.dir=DIR), or pass --overwrite to retrain it.")
-        return train(cfg, overwrite=True), "retrained"
+        return "retrained"
     if (run_dir / "last.pt").is_file():
         if diff and overwrite:
-            return train(cfg, overwrite=True), "retrained"
-        log.info("Resuming unfinished run %s", run_dir)
-        return train(cfg, resume=True), "resumed"
-    log.info("Training missing run %s", run_dir)
-    return train(cfg), "trained"
+            return "retrained"
+        check_run_dir(cfg, resume=True, overwrite=False)  # refuses a change that --resume cannot take
+        return "resumed"
+    return "trained"
+
+
+def ensure_run(cfg: Config, overwrite: bool = False, action: str = "") -> Tuple[Path, str]:
+    """A finished run of ``cfg``: reused, resumed or trained as ``plan_run`` says; and what was done."""
+    from .train import train
+
+    action = action or plan_run(cfg, overwrite)
+    log.info("%s run %s", {"reused": "Reusing finished", "retrained": "Retraining", "resumed": "Resuming unfinished",
+                           "trained": "Training missing"}[action], cfg.run_dir)
+    if action != "reused":
+        train(cfg, resume=action == "resumed", overwrite=action == "retrained")
+    return cfg.run_dir, action
 
 
 def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overwrite: bool = False) -> List[Path]:
-    """Run folders of the given config files (every override applied to each), training what is missing."""
+    """Run folders of the given config files (every override applied to each), training what is missing.
+
+    Everything that would stop a run (its config, data and starting weights) is checked for every config
+    before the first one trains."""
     from .models.factory import fetch_starting_weights
 
-    cfgs = [load_config(p, overrides) for p in paths]  # check every file before training anything
+    cfgs = [load_config(p, overrides) for p in paths]
     seen: Dict[Path, str] = {}
     for path, cfg in zip(paths, cfgs):
         key = cfg.run_dir.resolve()
@@ -63,11 +75,12 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
             raise ValueError(f"{seen[key]} and {path} both write to {cfg.run_dir}. Give them different "
                              f"output.name values in their YAML files (a --set applies to every config).")
         seen[key] = path
-    for cfg in cfgs:  # the data and starting weights of every run to train, before training any
-        if not is_finished(cfg.run_dir) or config_changes(cfg.run_dir, cfg, results_only=True):
-            resolve_root(Path(cfg.data.root))
+    actions = [plan_run(cfg, overwrite) for cfg in cfgs]
+    for cfg, action in zip(cfgs, actions):
+        if action != "reused":
+            discover(cfg.data, cfg.seed, strict=action != "resumed")
             fetch_starting_weights(cfg)
-    return [ensure_run(cfg, overwrite)[0] for cfg in cfgs]
+    return [ensure_run(cfg, overwrite, action)[0] for cfg, action in zip(cfgs, actions)]
 
 
 def _timing_input(preprocessing: Dict) -> np.ndarray:

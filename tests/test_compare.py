@@ -95,6 +95,13 @@ def test_compare_stops_before_training_when_a_later_run_lacks_its_weights(runs, 
     assert main(argv) == 2
     assert "missing.pt" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # the first model was not trained for nothing
+    fresh = tmp_path / "fresh.yaml"
+    fresh.write_text("model: {name: cnn}\noutput: {name: fresh_in_shared_outputs}\n")
+    argv = ["compare", "--config", str(fresh), str(CONFIGS / "cnn.yaml"), *sum((["--set", s] for s in runs.overrides),
+            []), "--set", "train.epochs=1", "--out", str(tmp_path / "c")]  # epochs=1: the finished cnn run differs
+    assert main(argv) == 2
+    assert "holds a finished run with another config (train.epochs: 2 -> 1)" in capsys.readouterr().err
+    assert not (runs.out / "fresh_in_shared_outputs").exists()
 
 
 def test_compare_reuses_the_shared_runs(runs, tmp_path):
