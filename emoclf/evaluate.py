@@ -15,17 +15,18 @@ from .io import atomic_path, atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 
-def present_labels(y_true: np.ndarray, y_pred: np.ndarray) -> List[int]:
-    """Classes with images or predictions here: data without some of the model's classes is scored on the rest
-    (scikit-learn's default), so that a perfect model scores a macro F1 of 1 on it."""
-    return np.union1d(y_true, y_pred).astype(int).tolist()
+def present_labels(y_true: np.ndarray) -> List[int]:
+    """Classes with images here. Data without some of the model's classes are scored on the rest, so that a perfect
+    model scores a macro F1 of 1 on them; a prediction of a class the data lack is an error of the true class
+    (its recall), not a class of zero F1 in the average (one stray prediction would cost a whole class)."""
+    return np.unique(y_true).astype(int).tolist()
 
 
 def f1_scores(y_true: np.ndarray, y_pred: np.ndarray) -> Dict[str, float]:
-    """Accuracy, macro and weighted F1 over the classes present (scikit-learn's definitions)."""
+    """Accuracy, macro and weighted F1 over the classes with images (scikit-learn's definitions, labels=those)."""
     from sklearn.metrics import f1_score
 
-    labels = present_labels(y_true, y_pred)
+    labels = present_labels(y_true)
     if len(y_true) == 0:
         return {"accuracy": 0.0, "f1_macro": 0.0, "f1_weighted": 0.0}
     return {
@@ -56,17 +57,21 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
 
 
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> str:
-    """scikit-learn's text report over the classes present, and a line naming the model's classes that are not."""
+    """scikit-learn's text report over the classes with images, and lines naming the model's other classes."""
     from sklearn.metrics import classification_report as sk_report
 
-    labels = present_labels(y_true, y_pred)
+    labels = present_labels(y_true)
     if not labels:
         return "No images.\n"
     text = sk_report(y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], digits=4,
                      zero_division=0)
-    absent = [name for i, name in enumerate(class_names) if i not in labels]
+    absent = [i for i in range(len(class_names)) if i not in labels]
     if absent:
-        text += (f"\nNot in these data and never predicted (left out of the averages): {', '.join(absent)}\n")
+        text += f"\nNot in these data (left out of the averages): {', '.join(class_names[i] for i in absent)}\n"
+    stray = {class_names[i]: int(np.sum(y_pred == i)) for i in absent if np.any(y_pred == i)}
+    if stray:
+        text += ("Predicted although not in these data (errors of the true classes): "
+                 + ", ".join(f"{name} ({n} image{'s' if n != 1 else ''})" for name, n in stray.items()) + "\n")
     return text
 
 
