@@ -269,6 +269,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         package = (exc.name or "emoclf").split(".")[0]
         if package == "emoclf":
             raise
+        if package in getattr(sys, "stdlib_module_names", ()):
+            print(f"emoclf {args.command}: error: Python's own module '{package}' is missing from {sys.executable} "
+                  f"(a Python built without it). Use a complete Python installation.", file=sys.stderr)
+            return 2
         print(f"emoclf {args.command}: error: the package '{package}' is missing from {sys.executable}. Install "
               f"emoclf with its dependencies: pip install -e . in the project folder (./run_pipeline.sh does it "
               f"unless --no-install).", file=sys.stderr)

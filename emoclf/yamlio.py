@@ -35,6 +35,10 @@ def _check_expansion(data: Any, where: str) -> None:
             stack.extend(item)
 
 
+class _DuplicateKey(yaml.constructor.ConstructorError):
+    """A key written twice in one mapping."""
+
+
 class _SafeUniqueLoader(yaml.SafeLoader):
     """``yaml.safe_load``'s loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
 
@@ -47,7 +51,7 @@ class _SafeUniqueLoader(yaml.SafeLoader):
                 key = self.construct_object(key_node, deep=True)
                 if isinstance(key, (str, int, float, bool)) or key is None:
                     if key in lines:
-                        raise yaml.constructor.ConstructorError(
+                        raise _DuplicateKey(
                             None, None, f"found the key {show(key)} twice (lines {lines[key] + 1} and "
                             f"{key_node.start_mark.line + 1}); the second would silently replace the first. "
                             f"Write each key once (merge the two sections)", key_node.start_mark)
@@ -63,6 +67,8 @@ def safe_yaml(text: str, where: str) -> Any:
                          f"{MAX_YAML_BYTES}). Is it the right file?")
     try:
         data = yaml.load(text, Loader=_SafeUniqueLoader)  # noqa: S506 - a SafeLoader
+    except _DuplicateKey as exc:
+        raise ValueError(f"{where}: {exc.problem}.") from None
     except yaml.constructor.ConstructorError as exc:
         if "tag" in str(exc.problem or ""):
             raise ValueError(f"{where} uses a YAML tag that builds objects ({show(exc.problem, False, 160)}). "

@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from emoclf import cli as cli_module
 from emoclf.cli import main
 from emoclf.models import build_model
 
@@ -101,6 +102,16 @@ def test_a_missing_dependency_is_named_with_the_install_command():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "the package 'torch' is missing" in done.stderr and "pip install -e ." in done.stderr
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="sys.stdlib_module_names")
+def test_a_missing_part_of_python_itself_is_not_blamed_on_the_install(monkeypatch, capsys):
+    def needs_lzma(args):
+        raise ModuleNotFoundError("No module named '_lzma'", name="_lzma")
+
+    monkeypatch.setattr(cli_module, "cmd_models", needs_lzma)
+    code, _, err = _run(capsys, "models")
+    assert code == 2 and "Python's own module '_lzma' is missing" in err and "pip install" not in err
 
 
 def test_python_dash_m_entry_point():

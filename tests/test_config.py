@@ -23,6 +23,12 @@ def test_a_key_given_twice_is_an_error_not_a_silent_replacement(tmp_path):
     path.write_text("train:\n  epochs: 7\nmodel:\n  name: resnet18\ntrain:\n  lr: 0.01\n")
     with pytest.raises(ValueError, match=r"found the key 'train' twice \(lines 1 and 5\)"):
         load_config(str(path))
+    path.write_text("output:\n  name: a\n  name: b\n")  # any key, at any depth (a name with 'tag' in it too)
+    with pytest.raises(ValueError, match=r"found the key 'name' twice \(lines 2 and 3\)"):
+        load_config(str(path))
+    path.write_text("tags: 1\ntags: 2\n")
+    with pytest.raises(ValueError, match=r"^Config file .*: found the key 'tags' twice.*sections\)\.$"):
+        read_yaml(path)
     path.write_text("base: &b {epochs: 7}\ntrain:\n  <<: *b\n  lr: 0.01\n")  # a merge key is not a repeat
     assert read_yaml(path)["train"] == {"epochs": 7, "lr": 0.01}
 
