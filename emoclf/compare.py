@@ -14,7 +14,7 @@ import numpy as np
 from .config import Config, load_config, read_yaml
 from .data import discover, resolve_root
 from .io import atomic_path, atomic_write_json, file_stamp
-from .runs import check_run_dir, config_changes, is_finished
+from .runs import HOW_TO_RUN, check_run_dir, config_changes, is_finished
 
 log = logging.getLogger(__name__)
 # Column key, header in comparison.md; comparison.csv uses the keys as its header.
@@ -30,7 +30,7 @@ TIMING_BATCH = 32  # images per timed forward pass, the same for every run
 def plan_run(cfg: Config, overwrite: bool = False) -> str:
     """What ``ensure_run`` will do for ``cfg`` ('reused', 'retrained', 'resumed' or 'trained'), raising now what
     it would refuse. A finished run is reused also when only how it runs differs (e.g. train.device)."""
-    run_dir, diff = cfg.run_dir, config_changes(cfg.run_dir, cfg, results_only=True)
+    run_dir, diff = cfg.run_dir, config_changes(cfg.run_dir, cfg, ignore=HOW_TO_RUN)
     if is_finished(run_dir) and not diff:
         return "reused"
     resolve_root(Path(cfg.data.root))  # a run to train: missing data says more than a changed config
@@ -65,7 +65,7 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
 
     Everything that would stop a run (its config, data and starting weights) is checked for every config
     before the first one trains."""
-    from .models.factory import fetch_starting_weights
+    from .models.factory import starting_state
 
     cfgs = [load_config(p, overrides) for p in paths]
     seen: Dict[Path, str] = {}
@@ -79,7 +79,7 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
     for cfg, action in zip(cfgs, actions):
         if action != "reused":
             discover(cfg.data, cfg.seed, strict=action != "resumed")
-            fetch_starting_weights(cfg)
+            starting_state(cfg)  # loads (downloads once) the starting weights, or says why it cannot
     return [ensure_run(cfg, overwrite, action)[0] for cfg, action in zip(cfgs, actions)]
 
 

@@ -75,14 +75,17 @@ def _marked_root(folder: Path, marker: Path) -> Path:
     return resolved
 
 
-def resolve_root(root: Path) -> Path:
-    """The folder that holds the splits: follows a download marker or a single wrapping folder."""
+def resolve_root(root: Path, option: str = "data.root") -> Path:
+    """The folder that holds the splits: follows a download marker or a single wrapping folder. ``option``: how
+    the user gave the folder (data.root, --data), for the messages."""
     root = Path(root).expanduser()
+    fix = ("Run `emoclf download` first or pass --set data.root=PATH to a folder with train/ and validation/ class "
+           "folders." if option == "data.root" else "Pass a folder of class folders, or of split folders (train/, "
+           "validation/, test/) holding them.")
     if not root.exists():
-        raise FileNotFoundError(f"data.root '{root}' does not exist. Run `emoclf download` first or pass "
-                                f"--set data.root=PATH to a folder with train/ and validation/ class folders.")
+        raise FileNotFoundError(f"{option} '{root}' does not exist. {fix}")
     if not root.is_dir():
-        raise ValueError(f"data.root '{root}' is a file; it must be a folder with class folders.")
+        raise ValueError(f"{option} '{root}' is a file. {fix}")
     for _ in range(4):
         marker = root / MARKER
         if marker.is_file() and not find_splits(root):
@@ -291,11 +294,7 @@ def labelled_split(root: Path, split: Optional[str], class_names: Sequence[str],
                      for i, c in enumerate(ds.class_names)}
         root, folder = ds.root, ds.root
     else:
-        if not Path(root).expanduser().is_dir():
-            what = "is a file" if Path(root).expanduser().exists() else "does not exist"
-            raise FileNotFoundError(f"--data '{root}' {what}. Pass a folder of class folders, or of split "
-                                    f"folders (train/, validation/, test/) holding them.")
-        root = resolve_root(Path(root))
+        root = resolve_root(Path(root), "--data")
         name, folder = _pick_split(root, split)
         per_class, _ = scan_folder(folder)
     excluded = {c: len(v) for c, v in per_class.items() if c not in class_names}

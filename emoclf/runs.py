@@ -7,7 +7,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import AbstractSet, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -28,8 +28,7 @@ log = logging.getLogger(__name__)
 # Keys that change how a run is computed, not what it computes.
 HOW_TO_RUN = {"train.device", "train.num_threads", "train.eval_batch_size", "train.compile"}
 # Keys that may change between an interrupted run and its --resume.
-RESUMABLE_CHANGES = {"train.epochs", "train.time_limit", "train.device", "train.num_threads",
-                     "train.eval_batch_size", "train.early_stopping", "train.compile", "train.tta"}
+RESUMABLE_CHANGES = HOW_TO_RUN | {"train.epochs", "train.time_limit", "train.early_stopping", "train.tta"}
 
 
 def skipped_note(skipped: List[List[str]], shown: int = 10) -> str:
@@ -67,31 +66,31 @@ def flatten(d: Dict, prefix: str = "") -> Dict[str, object]:
     return out
 
 
-def config_changes(run_dir: Path, cfg: Config, results_only: bool = False) -> List[str]:
-    """``key: saved -> requested`` for each config value in which the run folder differs from ``cfg``;
-    ``results_only`` leaves out the keys that change how a run is computed, not what (HOW_TO_RUN)."""
+def config_changes(run_dir: Path, cfg: Config, ignore: AbstractSet[str] = frozenset()) -> List[str]:
+    """``key: saved -> requested`` for each config value, other than the ``ignore`` keys, in which the run folder
+    differs from ``cfg``."""
     saved = Path(run_dir) / "config.yaml"
     if not saved.is_file():
         return []
     old, new = flatten(read_yaml(saved)), flatten(to_dict(cfg))
-    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if not (results_only and k in HOW_TO_RUN)]
+    keys = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k) and k not in ignore]
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys]
 
 
 def _check_compatible(run_dir: Path, cfg: Config) -> None:
-    changes = config_changes(run_dir, cfg)
-    diff = [c for c in changes if c.split(":")[0] not in RESUMABLE_CHANGES]
+    diff = config_changes(run_dir, cfg, ignore=RESUMABLE_CHANGES)
     if diff:
         raise ValueError(f"Cannot resume {run_dir}: the config differs from the interrupted run "
                          f"({', '.join(diff[:5])}). Resume with the same config, or start a new run with "
                          f"--set output.name=NEW.")
+    changes = config_changes(run_dir, cfg)
     if changes:
         log.info("Resuming %s with changed settings: %s", run_dir, "; ".join(changes))
 
 
 def refuse_changes_to_finished(cfg: Config) -> None:
     """--resume of a finished run: fine with its own config (nothing to do); a change could never apply."""
-    changes = config_changes(cfg.run_dir, cfg, results_only=True)
+    changes = config_changes(cfg.run_dir, cfg, ignore=HOW_TO_RUN)
     if changes:
         raise ValueError(f"{cfg.run_dir} is already finished, so --resume cannot apply {'; '.join(changes[:4])}. "
                          f"Train a new run with these settings (--set output.name=NEW), or replace this one "

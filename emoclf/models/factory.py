@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import urllib.error
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -17,8 +17,8 @@ from .surgery import head_prefix
 log = logging.getLogger(__name__)
 
 
-def imagenet_weights_file(name: str) -> Path:
-    """The file of torchvision's ImageNet weights for ``name`` in the torch cache, downloaded once into it."""
+def imagenet_state_dict(name: str) -> Dict[str, torch.Tensor]:
+    """torchvision's ImageNet weights for ``name``, from the torch cache or downloaded once into it."""
     import torchvision
 
     try:
@@ -39,12 +39,7 @@ def imagenet_weights_file(name: str) -> Path:
                 f"download that file on a connected machine and put it at {target}, or pass "
                 f"--set model.weights_path=/path/to/{target.name}; or train from scratch with "
                 f"--set model.pretrained=false.") from None
-    return target
-
-
-def imagenet_state_dict(name: str) -> Dict[str, torch.Tensor]:
-    """torchvision's ImageNet weights for ``name``, from the torch cache or downloaded once into it."""
-    return load_checkpoint(imagenet_weights_file(name))
+    return load_checkpoint(target)
 
 
 def state_dict_from_file(path: str) -> Dict[str, torch.Tensor]:
@@ -56,14 +51,15 @@ def state_dict_from_file(path: str) -> Dict[str, torch.Tensor]:
     return obj
 
 
-def fetch_starting_weights(cfg: Config) -> None:
-    """Have the starting weights ``cfg.model`` asks for at hand (ImageNet weights are downloaded once), so that
-    a comparison stops before training anything when a later model's weights are missing."""
+def starting_state(cfg: Config) -> Optional[Tuple[Dict[str, torch.Tensor], str]]:
+    """The starting weights ``cfg.model`` asks for and where they come from: model.weights_path, else ImageNet's
+    (downloaded once) when model.pretrained, else None (random initialisation)."""
     m = cfg.model
     if m.weights_path:
-        state_dict_from_file(m.weights_path)
-    elif m.pretrained:
-        imagenet_weights_file(m.name)
+        return state_dict_from_file(m.weights_path), m.weights_path
+    if m.pretrained:
+        return imagenet_state_dict(m.name), f"torchvision's ImageNet {m.name}"
+    return None
 
 
 def load_matching(model: nn.Module, state: Dict[str, torch.Tensor], source: str) -> List[str]:
@@ -109,12 +105,11 @@ def create_model(cfg: Config, num_classes: int) -> nn.Module:
     """The model ``cfg.model`` describes, with its starting weights and frozen parts."""
     m = cfg.model
     model = architecture(cfg, num_classes)
-    if m.pretrained and not m.weights_path:
-        load_matching(model, imagenet_state_dict(m.name), f"torchvision's ImageNet {m.name}")
-    if m.weights_path:
-        load_matching(model, state_dict_from_file(m.weights_path), m.weights_path)
+    start = starting_state(cfg)
+    if start is not None:
+        load_matching(model, *start)
     if m.freeze == "backbone":
-        if not (m.pretrained or m.weights_path):
+        if start is None:
             log.warning("model.freeze=backbone with random starting weights: only the head will learn, on "
                         "random features. Set model.pretrained=true (or model.weights_path), or model.freeze=none.")
         freeze_backbone(model)
