@@ -257,8 +257,12 @@ def _merge_section(section: str, obj: Any, values: Any) -> None:
     for key, value in values.items():
         if key not in hints:
             raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{did_you_mean(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
-        if isinstance(value, bool) and "on" in CHOICES.get((section, key), ()):
-            value = "on" if value else "off"  # YAML 1.1 reads on/off as booleans
+        if isinstance(value, bool) and (section, key) in CHOICES:  # YAML 1.1 reads on/off, yes/no as booleans
+            choices = CHOICES[(section, key)]
+            if ("on" if value else "off") not in choices:
+                raise ValueError(f"{section}.{key} must be one of {', '.join(choices)}; got {value} (YAML reads "
+                                 f"on/off, yes/no and true/false as true or false).")
+            value = "on" if value else "off"
         setattr(obj, key, _coerce(f"{section}.{key}", value, hints[key]))
 
 

@@ -33,6 +33,13 @@ def test_a_key_given_twice_is_an_error_not_a_silent_replacement(tmp_path):
     assert read_yaml(path)["train"] == {"epochs": 7, "lr": 0.01}
 
 
+def test_off_is_a_choice_although_yaml_reads_it_as_false():
+    assert load_config(None, ["train.amp=off", "train.channels_last=off"]).train.amp == "off"
+    assert load_config(None, ["train.channels_last=on"]).train.channels_last == "on"
+    with pytest.raises(ValueError, match="train.amp must be one of auto, bf16, fp16, off; got True"):
+        load_config(None, ["train.amp=yes"])
+
+
 def test_override_values_are_yaml_not_code():
     assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3  # YAML 1.1 reads it as a string; coerced
     assert parse_override("model.weights_path=null") == {"model": {"weights_path": None}}
