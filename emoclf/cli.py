@@ -214,8 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one model into outputs/<name>/")
     _add_config_args(p)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.pt")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
+    both = p.add_mutually_exclusive_group()
+    both.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.pt")
+    both.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score a finished run (or an ensemble of runs) on its validation data or "

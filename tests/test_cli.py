@@ -45,6 +45,12 @@ def test_evaluate_on_missing_data_names_the_option_it_came_from(trained_run, tmp
     assert code == 2 and f"--data '{tmp_path / 'nope'}' does not exist" in err and "--set" not in err
 
 
+def test_resume_and_overwrite_together_are_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "-c", "configs/cnn.yaml", "--resume", "--overwrite"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
 def test_unknown_model_name_exits_2(small_faces, tmp_path, capsys):
     code, _, err = _run(capsys, "train", "-c", "configs/cnn.yaml", "--set", f"data.root={small_faces}",
                         "--set", f"output.dir={tmp_path}", "--set", "model.name=resnet81")
