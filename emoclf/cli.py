@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "an ensemble that averages their probabilities (same classes and input size)")
     p.add_argument("--data", help="labelled dataset folder (default: the run's own data)")
     p.add_argument("--split", help="split to score: validation, test or train (default: validation, else test)")
-    p.add_argument("--tta", nargs="?", const="tencrop", default="none", choices=["none", "flip", "tencrop"],
-                   help="test-time augmentation: flip, or tencrop (5 crops and their flips; the default of --tta)")
+    p.add_argument("--tta", nargs="?", const="tencrop", choices=["none", "flip", "tencrop"],
+                   help="test-time augmentation: none, flip, or tencrop (5 crops and their flips; the default of "
+                   "--tta); default: the run's train.tta, as it scored itself (in an ensemble, each run its own)")
     p.add_argument("--out", help="parent folder of the scores (default: RUN/eval, or ensemble-NAME+NAME beside "
                    "the first run)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")

@@ -7,7 +7,7 @@ import logging
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .runs import HOW_TO_RUN, check_run_dir, config_changes, is_finished
 
 log = logging.getLogger(__name__)
 # Column key, header in comparison.md; comparison.csv uses the keys as its header.
-COLUMNS = [("run", "run"), ("model", "model"), ("accuracy", "accuracy"), ("top2_accuracy", "top-2"),
+COLUMNS = [("run", "run"), ("model", "model"), ("tta", "TTA"), ("accuracy", "accuracy"), ("top2_accuracy", "top-2"),
            ("f1_macro", "macro F1"), ("f1_weighted", "weighted F1"), ("loss", "loss"), ("num_params", "parameters"),
            ("model_size_mb", "size (MB)"), ("train_seconds", "training (s)"),
            ("inference_ms_per_image", "inference (ms/image)"), ("latency_ms_batch1", "latency (ms, batch 1)"),
@@ -89,8 +89,10 @@ def _timing_input(preprocessing: Dict) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
 
 
-def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int = 3) -> List[Dict]:
-    """Per run: ms per image (batches of TIMING_BATCH) and batch-1 latency, measured here, best of ``rounds``."""
+def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int = 3,
+                   ttas: Optional[Sequence[str]] = None) -> List[Dict]:
+    """Per run: ms per image (batches of TIMING_BATCH) and batch-1 latency, measured here, best of ``rounds``,
+    with every view of its test-time augmentation (``ttas``, one mode per run; default none)."""
     from .augment import Normalizer
     from .engine import predict_logits, timed_inference
     from .runs import device_name, load_run
@@ -101,15 +103,17 @@ def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int =
         dev = next(lr.model.parameters()).device
         models.append((lr.model, Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], dev),
                        _timing_input(lr.preprocessing)))
+    ttas = list(ttas) if ttas is not None else ["none"] * len(models)
     best = [{"inference_ms_per_image": float("inf"), "latency_ms_batch1": float("inf")} for _ in models]
     for _ in range(rounds):  # round-robin, keeping the fastest: other load on the machine hits every run alike
-        for (model, norm, x), b in zip(models, best):
-            predict_logits(model, x, norm, TIMING_BATCH)  # warm-up
+        for (model, norm, x), tta, b in zip(models, ttas, best):
+            predict_logits(model, x, norm, TIMING_BATCH, tta=tta)  # warm-up
             start = time.perf_counter()
-            predict_logits(model, x, norm, TIMING_BATCH)
+            predict_logits(model, x, norm, TIMING_BATCH, tta=tta)
             per_image = (time.perf_counter() - start) * 1000 / TIMING_BATCH
             b["inference_ms_per_image"] = min(b["inference_ms_per_image"], per_image)
-            b["latency_ms_batch1"] = min(b["latency_ms_batch1"], timed_inference(model, x, norm, None, repeats=10))
+            b["latency_ms_batch1"] = min(b["latency_ms_batch1"],
+                                         timed_inference(model, x, norm, None, repeats=10, tta=tta))
     name = device_name(models[0][1].device) if models else ""
     return [dict(b, device=name) for b in best]
 
@@ -177,6 +181,12 @@ def consistency_warnings(rows: List[Dict]) -> List[str]:
         warnings.append(f"The runs were evaluated on different data ({detail}). Compare them on the same data with "
                         f"`emoclf evaluate RUN --data DIR` and `emoclf compare RUN/eval/NAME ...`, or read the "
                         f"numbers with care.")
+    ttas = {r["tta"] or "none" for r in rows}
+    if len(ttas) > 1:
+        detail = "; ".join(f"{r['run']}: {r['tta'] or 'none'}" for r in rows)
+        warnings.append(f"The runs were scored with different test-time augmentation ({detail}); it changes "
+                        f"accuracy and speed by itself. Score them alike with `emoclf evaluate RUN --tta MODE` and "
+                        f"compare those folders, or read the numbers with care.")
     return warnings
 
 
@@ -211,7 +221,8 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/compari
                          f"({', '.join(map(str, run_dirs)) or 'none'}). Pass run folders or --config files.")
     rows = [collect(r) for r in unique]
     _unique_names(rows)
-    for row, timing in zip(rows, time_inference([Path(r["run_dir"]) for r in rows], device)):
+    timings = time_inference([Path(r["run_dir"]) for r in rows], device, ttas=[r["tta"] or "none" for r in rows])
+    for row, timing in zip(rows, timings):
         row.update(timing)  # one process, one device: the speeds are comparable
     best, warnings = best_run(rows), consistency_warnings(rows)
     for w in warnings:

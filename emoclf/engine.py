@@ -196,18 +196,22 @@ def make_scaler(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.amp.GradScaler("cuda", enabled=enabled) if enabled else torch.amp.GradScaler("cpu", enabled=False)
 
 
-def timed_inference(model: nn.Module, sample: np.ndarray, norm: Normalizer, dtype, repeats: int = 20) -> float:
-    """Milliseconds per single-image forward pass after warm-up."""
+def timed_inference(model: nn.Module, sample: np.ndarray, norm: Normalizer, dtype, repeats: int = 20,
+                    tta: str = "none") -> float:
+    """Milliseconds per single-image prediction (every test-time view) after warm-up."""
     model.eval()
     x = norm(torch.from_numpy(np.asarray(sample[:1])))
+    views = tta_views(x, check_tta(tta))
     with torch.inference_mode(), autocast(norm.device, dtype):
         for _ in range(3):
-            model(x)
+            for v in views:
+                model(v)
         if norm.device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(repeats):
-            model(x)
+            for v in views:
+                model(v)
         if norm.device.type == "cuda":
             torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1000 / repeats

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -16,13 +16,15 @@ class Ensemble(nn.Module):
     """Log of the mean softmax of the member models.
 
     The input is normalized with the first member's mean/std; each other member's input is rescaled to its own
-    statistics, so members trained with different normalization still read what they were trained on.
+    statistics, so members trained with different normalization still read what they were trained on. Each member
+    averages its own test-time views (``ttas``, one mode per member; "none": the input only).
     """
 
     def __init__(self, models: Sequence[nn.Module], means: Sequence[Sequence[float]],
-                 stds: Sequence[Sequence[float]]):
+                 stds: Sequence[Sequence[float]], ttas: Optional[Sequence[str]] = None):
         super().__init__()
         self.members = nn.ModuleList(models)
+        self.ttas = list(ttas) if ttas is not None else ["none"] * len(models)
         m0, s0 = torch.tensor(means[0]).view(1, -1, 1, 1), torch.tensor(stds[0]).view(1, -1, 1, 1)
         # x_i = (x_0 * s0 + m0 - m_i) / s_i  =  x_0 * scale_i + shift_i  (member 0 reads x_0 as it is)
         for i in range(1, len(self.members)):
@@ -31,10 +33,13 @@ class Ensemble(nn.Module):
             self.register_buffer(f"shift{i}", (m0 - m) / s, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from .engine import tta_views
+
         probs = 0
-        for i, model in enumerate(self.members):
+        for i, (model, mode) in enumerate(zip(self.members, self.ttas)):
             xi = x if i == 0 else x * getattr(self, f"scale{i}") + getattr(self, f"shift{i}")
-            probs = probs + F.softmax(model(xi).float(), 1)
+            views = tta_views(xi, mode)
+            probs = probs + sum(F.softmax(model(v).float(), 1) for v in views) / len(views)
         return (probs / len(self.members)).clamp_min(1e-12).log()
 
 
@@ -66,10 +71,28 @@ def load_runs(paths: Sequence, device: str = "auto"):
     check_members([str(p) for p in paths], [r.class_names for r in runs], [r.preprocessing for r in runs])
     first = runs[0]
     model = Ensemble([r.model for r in runs], [r.preprocessing["mean"] for r in runs],
-                     [r.preprocessing["std"] for r in runs])
+                     [r.preprocessing["std"] for r in runs], [r.cfg.train.tta for r in runs])
     model = model.to(next(first.model.parameters()).device).eval()
     return LoadedRun(model, first.cfg, first.class_names, first.preprocessing, first.run_dir, first.checkpoint,
                      first.channels_last, members=[r.run_dir for r in runs])
+
+
+def resolve_tta(lr, tta: Optional[str]) -> Tuple[str, str]:
+    """(views for predict_logits, name of the test-time augmentation used) for a loaded run or ensemble.
+
+    ``tta`` None: each run as it was trained to score (its train.tta; in an ensemble, each member its own);
+    a mode: that mode for every member.
+    """
+    from .engine import check_tta
+
+    if not lr.members:
+        mode = check_tta(lr.cfg.train.tta if tta is None else tta)
+        return mode, mode
+    if tta is None:
+        own = [check_tta(m) for m in lr.model.ttas]
+        return "none", "none" if set(own) == {"none"} else "+".join(own)
+    lr.model.ttas = ["none"] * len(lr.model.members)  # the views are made once, outside, for all members
+    return check_tta(tta), check_tta(tta)
 
 
 def ensemble_dir(paths: Sequence) -> Path:

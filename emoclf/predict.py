@@ -91,8 +91,7 @@ class Predictor:
         import torch
 
         from .augment import Normalizer
-        from .engine import check_tta
-        from .ensemble import load_runs
+        from .ensemble import load_runs, resolve_tta
         from .models.surgery import fold_batchnorm
 
         runs = as_run_list(run)
@@ -105,7 +104,7 @@ class Predictor:
         self.prep = self.loaded.preprocessing
         dev = next(self.loaded.model.parameters()).device
         self.norm = Normalizer(self.prep["mean"], self.prep["std"], dev, self.loaded.channels_last)
-        self.tta = check_tta(self.loaded.cfg.train.tta if tta is None else tta)
+        self.tta, _ = resolve_tta(self.loaded, tta)
         self.detector = detector
         self.margin = margin
 

@@ -108,7 +108,8 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
               f"evaluate` folder scored ({', '.join(sorted({str(r['split']) for r in rows}))}). "
               f"Inference times were measured when this comparison was written, in one process on "
               f"{summary['device']}, in batches of {TIMING_BATCH} images (ms/image) and one image at a time "
-              f"(latency), taking turns and keeping the best of three; training times come from each run's "
+              f"(latency), with every view of the row's test-time augmentation (TTA), taking turns and keeping "
+              f"the best of three; training times come from each run's "
               f"metrics.json. Every number: [comparison.csv](comparison.csv).", ""]
     titles = {"metrics.png": "Headline metrics", "validation_curves.png": "Validation curves",
               "confusion_matrices.png": "Normalized confusion matrices"}

@@ -1,6 +1,7 @@
 """Run folders: preparing one, finishing one with every artifact, and scoring a finished one on any data."""
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import shutil
@@ -159,9 +160,9 @@ def score(model: nn.Module, norm: Normalizer, split: Split, class_names: List[st
     start = time.perf_counter()
     logits = predict_logits(model, split.images, norm, batch_size, dtype, tta=tta, desc="scoring")
     elapsed = time.perf_counter() - start
-    extra = {**target.extra, "tta": check_tta(tta),
+    extra = {"tta": check_tta(tta), **target.extra,
              "inference_ms_per_image": 1000 * elapsed / max(len(split), 1),
-             "latency_ms_batch1": timed_inference(model, split.images, norm, dtype) if len(split) else 0.0,
+             "latency_ms_batch1": timed_inference(model, split.images, norm, dtype, tta=tta) if len(split) else 0.0,
              "device": device_name(norm.device), "versions": versions()}
     metrics = write_eval_files(target.out_dir, split.paths, split.labels, logits, class_names, extra)
     plot_run(target.out_dir, target.title)
@@ -235,14 +236,34 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
                      ckpt_path.parent if path.is_file() else path, ckpt_path, channels_last)
 
 
-def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, tta: str = "none",
+# What makes two evaluations the same one: a new result replaces the folder only of the same evaluation.
+SAME_EVALUATION = ("checkpoint", "members", "data_root", "split", "tta")
+
+
+def _evaluation_folder(parent: Path, name: str, identity: Dict) -> Path:
+    """``parent/name``, or ``name-2``, ``name-3``, ... when that folder holds another evaluation (another
+    checkpoint, run, data folder, split or test-time augmentation): one evaluation never replaces another."""
+    for n in range(1, 10_000):
+        folder = parent / (name if n == 1 else f"{name}-{n}")
+        try:
+            held = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            held = None  # no folder, or no finished evaluation in it
+        if held is None or not isinstance(held, dict) or all(held.get(k) == v for k, v in identity.items()):
+            if n > 1:
+                log.info("%s holds another evaluation; writing to %s", parent / name, folder)
+            return folder
+    raise ValueError(f"Too many evaluations named {name} in {parent}; pass --out DIR.")
+
+
+def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, tta: Optional[str] = None,
                  device: str = "auto", out: Optional[str] = None) -> Dict:
     """Score a finished run (or several, averaged) on its own validation data or any labelled folder.
 
     Writes RUN/eval/<data>-<split>[-tta]/, or for several runs ensemble-<names>/<data>-<split>[-tta]/ beside the
     first; ``out`` replaces that parent folder.
     """
-    from .ensemble import ensemble_dir, load_runs
+    from .ensemble import ensemble_dir, load_runs, resolve_tta
     from .predict import as_run_list
 
     runs = as_run_list(run)
@@ -255,22 +276,25 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
         raise ValueError(f"No readable images of the model's classes ({', '.join(lr.class_names)}) in {root}.")
     norm = Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], next(lr.model.parameters()).device,
                       lr.channels_last)
-    tta = check_tta(tta)
-    name = f"{Path(info['root']).name}-{info['split']}" + ("" if tta == "none" else f"-{tta}")
+    tta, tta_name = resolve_tta(lr, tta)  # None: as the run scores itself (its train.tta; each member its own)
+    name = f"{Path(info['root']).name}-{info['split']}" + ("" if tta_name == "none" else f"-{tta_name}")
+    if not lr.members and lr.checkpoint.name != "best.pt":
+        name += f"-{lr.checkpoint.stem}"  # e.g. last.pt: not the run's best
     parent = Path(out) if out else (ensemble_dir(runs) if lr.members else lr.run_dir / "eval")
-    out_dir = parent / name
     what = f"Run {lr.run_dir}" if not lr.members else \
         f"Ensemble of {len(lr.members)} runs ({', '.join(map(str, lr.members))}; probabilities averaged)"
     notes = [f"{what} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
     extra = {"model": cfg.model.name if not lr.members else "ensemble",
              "checkpoint": str(lr.checkpoint.resolve()), "checkpoint_stamp": file_stamp(lr.checkpoint),
              "data_root": str(Path(info["root"]).resolve()), "split": info["split"],
-             "excluded_images": info["excluded"], "skipped_images": len(ev.skipped)}
+             "excluded_images": info["excluded"], "skipped_images": len(ev.skipped), "tta": tta_name}
     if lr.members:
-        extra["members"] = [str(m) for m in lr.members]
-        title = f"ensemble of {len(lr.members)} runs on {name}"
+        extra["members"] = [str(Path(m).resolve()) for m in lr.members]
+    out_dir = _evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION} | {"num_images": len(ev)})
+    if lr.members:
+        title = f"ensemble of {len(lr.members)} runs on {out_dir.name}"
     else:
-        title = f"{cfg.run_name} on {name}"
+        title = f"{cfg.run_name} on {out_dir.name}"
     if ev.skipped:
         notes.append(skipped_note(ev.skipped))
     metrics = score(lr.model, norm, ev, lr.class_names, cfg.train.eval_batch_size, tta, None,

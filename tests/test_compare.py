@@ -5,12 +5,14 @@ import csv
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
 from conftest import CLASSES, CONFIGS, tiny_overrides
 from emoclf.cli import main
 from emoclf.compare import compare_runs
+from emoclf.runs import evaluate_run
 from emoclf.config import load_config
 from emoclf.synthetic import make_dataset
 from emoclf.train import train
@@ -136,6 +138,17 @@ def test_compare_scores_of_both_runs_on_other_data(runs, tmp_path, capsys, monke
     assert "other-validation/report.md)" in md
     with_run = compare_runs([runs.cnn, scored[1]], tmp_path / "c2", device="cpu")
     assert "different data" in with_run["warnings"][0] and "emoclf compare RUN/eval/NAME" in with_run["warnings"][0]
+
+
+def test_compare_shows_and_times_test_time_augmentation(runs, tmp_path):
+    tencrop = evaluate_run(runs.cnn, tta="tencrop", out=str(tmp_path / "tta"))
+    summary = compare_runs([runs.cnn, Path(tencrop["out_dir"])], tmp_path / "c", device="cpu")
+    plain, crops = summary["runs"]
+    assert (plain["tta"], crops["tta"]) == ("none", "tencrop")
+    assert crops["accuracy"] == tencrop["accuracy"]
+    assert "different test-time augmentation" in summary["warnings"][0]
+    assert crops["inference_ms_per_image"] > 2 * plain["inference_ms_per_image"]  # 10 views timed, not 1
+    assert "| TTA |" in (tmp_path / "c" / "comparison.md").read_text()
 
 
 def test_compare_refuses_an_evaluation_of_a_run_trained_again_since(runs, tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -47,6 +48,23 @@ def test_evaluate_averages_the_members_probabilities(runs, second, tmp_path):
     assert not np.allclose(a, b, atol=1e-2)  # the members differ, so the average is a real mix
     np.testing.assert_allclose(ens, (a + b) / 2, atol=2e-5)  # CSV keeps 5 decimals
     assert "Ensemble of 2 runs" in (out / "report.md").read_text()
+
+
+def test_without_tta_each_run_scores_as_it_was_trained_to(runs, tmp_path):
+    from emoclf.train import train
+
+    flipped = train(load_config(str(CONFIGS / "cnn.yaml"), runs.overrides + [
+        "train.tta=flip", f"output.dir={tmp_path}", "output.name=flipped"]))
+    own = evaluate_run(flipped, out=str(tmp_path / "own"))  # no --tta: the run's train.tta
+    trained = json.loads((flipped / "metrics.json").read_text())
+    assert own["tta"] == "flip" and Path(own["out_dir"]).name.endswith("-flip")
+    assert own["accuracy"] == trained["accuracy"] and own["loss"] == pytest.approx(trained["loss"], abs=1e-6)
+    plain = evaluate_run(runs.cnn, out=str(tmp_path / "plain"))
+    both = [evaluate_run(pair, out=str(tmp_path / f"ens{i}")) for i, pair in
+            enumerate(([runs.cnn, flipped], [flipped, runs.cnn]))]
+    (_, a), (_, b) = _probs(Path(plain["out_dir"])), _probs(Path(own["out_dir"]))
+    for m in both:  # each member with its own test-time augmentation, whatever the order of the runs
+        np.testing.assert_allclose(_probs(Path(m["out_dir"]))[1], (a + b) / 2, atol=2e-5)
 
 
 def test_predict_with_repeated_run_averages_scores(runs, second, capsys, tmp_path):

@@ -163,6 +163,19 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
     assert evaluate_run(trained_run, split="VAL")["split"] == "validation"  # split names as the folders may spell them
 
 
+def test_one_evaluation_never_replaces_another(runs, tmp_path):
+    out = str(tmp_path / "shared")
+    first = evaluate_run(runs.cnn, out=out)
+    second = evaluate_run(runs.rgb, out=out)  # another run, same data and name: beside it, not over it
+    assert Path(second["out_dir"]).name == Path(first["out_dir"]).name + "-2"
+    kept = json.loads((Path(first["out_dir"]) / "metrics.json").read_text())
+    assert kept["checkpoint"] == str((runs.cnn / "best.pt").resolve()) and kept["accuracy"] == first["accuracy"]
+    again = evaluate_run(runs.cnn, out=out)  # the same evaluation again: replaces its own folder
+    assert again["out_dir"] == first["out_dir"]
+    last = evaluate_run(runs.cnn / "last.pt", out=out)
+    assert Path(last["out_dir"]).name == Path(first["out_dir"]).name + "-last"
+
+
 def test_macro_f1_leaves_out_classes_absent_from_the_data():
     """A perfect model scored on data holding 2 of its 5 classes: macro F1 is 1, not 2/5."""
     import torch
