@@ -135,7 +135,11 @@ def _evaluated_run(folder: Path) -> Path:
         candidates.append(folder.parent.parent / (named.name if named else "best.pt"))
     checkpoint = next((c for c in candidates if c.is_file() and is_finished(c.parent)), None)
     if checkpoint is None:
-        return folder
+        if named is None:
+            return folder
+        raise FileNotFoundError(f"{folder} is an `emoclf evaluate` result, but the checkpoint it scored ({named}) is "
+                                f"not in a finished run folder; compare shows a run's training figures beside the "
+                                f"scores, so it needs that run.")
     if m.get("checkpoint_stamp") and m["checkpoint_stamp"] != file_stamp(checkpoint):
         raise ValueError(f"{folder} scored an earlier {checkpoint.name} of {checkpoint.parent}, which was trained "
                          f"again since. Evaluate it again: emoclf evaluate {checkpoint.parent} --data "
@@ -150,6 +154,9 @@ def collect(folder: Path) -> Dict:
     dataset) with the run's training figures, config and validation curves.
     """
     folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"{folder} does not exist. Pass finished run folders (e.g. outputs/cnn) or "
+                                f"`emoclf evaluate` result folders (RUN/eval/NAME).")
     run_dir = _evaluated_run(folder)
     if not is_finished(run_dir):
         raise FileNotFoundError(f"{folder} is not a finished emoclf run (needs metrics.json, report.md and "

@@ -240,7 +240,8 @@ def _validate(cfg: Config) -> None:
         val = getattr(cfg.data, key)
         channels = 1 if cfg.data.grayscale else 3
         if val is not None and len(val) not in (1, channels):
-            raise ValueError(f"data.{key} needs 1 or {channels} values for {'grayscale' if channels == 1 else 'RGB'} input; got {val}.")
+            need = "1 value for grayscale input" if channels == 1 else "1 or 3 values for RGB input"
+            raise ValueError(f"data.{key} needs {need}; got {val}.")
     if cfg.data.std is not None and any(s <= 0 for s in cfg.data.std):
         raise ValueError(f"data.std values must be > 0; got {cfg.data.std}.")
     if not 0 <= cfg.seed <= MAX_SEED:
@@ -256,6 +257,9 @@ def _merge_section(section: str, obj: Any, values: Any) -> None:
     hints = typing.get_type_hints(type(obj))
     for key, value in values.items():
         if key not in hints:
+            if key in ("seed",):  # a top-level key written inside a section
+                raise ValueError(f"Unknown key '{section}.{key}': '{key}' is a top-level key, not part of a section. "
+                                 f"Write `{key}: VALUE` at the top level of the file, or --set {key}=VALUE.")
             raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{did_you_mean(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
         if isinstance(value, bool) and (section, key) in CHOICES:  # YAML 1.1 reads on/off, yes/no as booleans
             choices = CHOICES[(section, key)]
@@ -299,7 +303,11 @@ def load_config(path: Optional[str] = None, overrides: typing.Sequence[str] = ()
     """Build a validated config from defaults, an optional YAML file and ``--set`` overrides."""
     cfg = Config()
     if path is not None:
-        merge(cfg, read_yaml(Path(path)))
+        values = read_yaml(Path(path))
+        try:
+            merge(cfg, values)
+        except ValueError as exc:  # name the file: a comparison reads several
+            raise ValueError(f"{path}: {exc}") from None
         if cfg.output.name is None:
             cfg.output.name = Path(path).stem
     for text in overrides:

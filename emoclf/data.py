@@ -194,6 +194,10 @@ def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
     scanned = {name: _drop(per_class, cfg.drop_classes) for name, per_class in found.items()}
     train_classes = lbl.ordered(scanned["train"])
     if len(train_classes) < 2:
+        if cfg.drop_classes and len(lbl.ordered(found["train"])) >= 2:
+            raise ValueError(f"data.drop_classes={list(cfg.drop_classes)} leaves {len(train_classes)} class(es) "
+                             f"({', '.join(train_classes) or 'none'}) of {', '.join(lbl.ordered(found['train']))}; "
+                             f"training needs at least 2. Drop fewer classes.")
         raise ValueError(f"Need at least 2 classes with images under {split_dirs['train']}; found {train_classes}. "
                          f"Point data.root at a folder with train/<class>/ image folders.")
     for name, per_class in scanned.items():

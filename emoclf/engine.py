@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from .augment import BatchAugment, Normalizer
 
 
-def select_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then CPU; an explicit device must exist."""
+def select_device(name: str, option: str = "train.device") -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then CPU; an explicit device must exist. ``option``: where the name
+    came from (train.device, --device), for the messages."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
@@ -25,13 +26,13 @@ def select_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"train.device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
+        raise ValueError(f"{option}={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available here; use train.device=auto or cpu.")
+        raise ValueError(f"{option}={name!r} but CUDA is not available here; use {option}=auto or cpu.")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"train.device={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
+        raise ValueError(f"{option}={name!r} but only {torch.cuda.device_count()} CUDA device(s) exist.")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("train.device='mps' but Apple MPS is not available here; use train.device=auto or cpu.")
+        raise ValueError(f"{option}='mps' but Apple MPS is not available here; use {option}=auto or cpu.")
     return device
 
 

@@ -229,7 +229,7 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
         raise FileNotFoundError(f"Run not found: {path}. Pass a run folder such as outputs/cnn or a .pt checkpoint.")
     c = ck.read(ckpt_path)
     model, cfg = ck.model_from_checkpoint(c, str(ckpt_path))
-    dev = select_device(device)
+    dev = select_device(device, "--device")
     channels_last = bool(c.get("channels_last", False)) if dev.type == "cpu" else use_channels_last("auto", dev)
     model = ck.to_device(model, dev, channels_last)
     return LoadedRun(model, cfg, list(c["class_names"]), c["preprocessing"],

@@ -32,6 +32,9 @@ def test_train_and_evaluate_through_the_cli(small_faces, tmp_path, capsys):
     (["train", "-c", "configs/cnn.yaml", "--set", "train.batch_size=0"], "out of range"),
     (["train", "-c", "configs/nope.yaml"], "Config file not found"),
     (["evaluate", "outputs/no-such-run"], "Run not found"),
+    (["train", "-c", "configs/cnn.yaml", "--set", "data.seed=3"], "'seed' is a top-level key"),
+    (["train", "-c", "configs/cnn.yaml", "--set", "data.mean=[0.5,0.5,0.5]"], "needs 1 value for grayscale input"),
+    (["compare", "outputs/no-such-run", "outputs/nor-this"], "outputs/no-such-run does not exist"),
 ])
 def test_user_mistakes_exit_2_with_one_line(small_faces, tmp_path, capsys, argv, message):
     code, _, err = _run(capsys, *argv, *(["--set", f"output.dir={tmp_path}"] if argv[0] == "train" else []))
@@ -49,6 +52,19 @@ def test_resume_and_overwrite_together_are_refused(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "-c", "configs/cnn.yaml", "--resume", "--overwrite"])
     assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_messages_name_the_option_or_file_at_fault(small_faces, trained_run, tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("train:\n  epoch: 3\n")
+    code, _, err = _run(capsys, "compare", "--config", str(typo), "configs/cnn.yaml")
+    assert code == 2 and f"{typo}: Unknown key 'train.epoch'" in err
+    code, _, err = _run(capsys, "train", "-c", "configs/cnn.yaml", "--set", f"data.root={small_faces}", "--set",
+                        f"output.dir={tmp_path}", "--set", "data.drop_classes=[angry,happy]")
+    assert code == 2 and "data.drop_classes=['angry', 'happy'] leaves 1 class(es) (sad)" in err
+    if not torch.cuda.is_available():
+        code, _, err = _run(capsys, "evaluate", str(trained_run), "--device", "cuda")
+        assert code == 2 and "--device='cuda' but CUDA is not available here; use --device=auto or cpu" in err
 
 
 def test_unknown_model_name_exits_2(small_faces, tmp_path, capsys):

@@ -160,6 +160,11 @@ def test_compare_refuses_an_evaluation_of_a_run_trained_again_since(runs, tmp_pa
     os.utime(run / "best.pt", ns=(1, 1))  # as if trained again
     with pytest.raises(ValueError, match="scored an earlier best.pt .* trained again since"):
         compare_runs([scored, runs.rgb], tmp_path / "c", device="cpu")
+    loose = tmp_path / "loose.pt"  # a checkpoint copied out of its run folder, then evaluated
+    shutil.copy(runs.cnn / "best.pt", loose)
+    ev = evaluate_run(loose, out=str(tmp_path / "ev"))
+    with pytest.raises(FileNotFoundError, match="is an `emoclf evaluate` result, but the checkpoint it scored"):
+        compare_runs([Path(ev["out_dir"]), runs.rgb], tmp_path / "c", device="cpu")
 
 
 def test_compare_usage_errors(runs, tmp_path, capsys):
