@@ -3,25 +3,33 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import List, Tuple
+
+log = logging.getLogger(__name__)
+
+
+# The face options and their defaults (given without --haar, they have no effect, which is said).
+FACE_DEFAULTS = {"scale_factor": 1.2, "min_neighbors": 3, "detect_size": 320, "min_face": 48, "margin": 0.2,
+                 "cascade": None}
 
 
 def add_face_args(p: argparse.ArgumentParser) -> None:
     """Options of the Haar face detector and of the square face crop."""
     p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
-    p.add_argument("--scale-factor", type=float, default=1.2, help="Haar image pyramid step, > 1; smaller finds "
+    p.add_argument("--scale-factor", type=float, default=FACE_DEFAULTS["scale_factor"], help="Haar image pyramid step, > 1; smaller finds "
                    "more faces, slower (default 1.2)")
-    p.add_argument("--min-neighbors", type=int, default=3, help="Haar detections needed per face; higher means "
+    p.add_argument("--min-neighbors", type=int, default=FACE_DEFAULTS["min_neighbors"], help="Haar detections needed per face; higher means "
                    "fewer false faces (default 3)")
-    p.add_argument("--detect-size", type=int, default=320, help="detect faces on a copy with this longer side "
+    p.add_argument("--detect-size", type=int, default=FACE_DEFAULTS["detect_size"], help="detect faces on a copy with this longer side "
                    "in pixels, for speed; faces under about 20/320 of the longer side are missed; larger (or 0: full "
                    "resolution) finds smaller faces, slower (default 320)")
-    p.add_argument("--min-face", type=int, default=48, metavar="PX", help="smallest face looked for, in the "
+    p.add_argument("--min-face", type=int, default=FACE_DEFAULTS["min_face"], metavar="PX", help="smallest face looked for, in the "
                    "photo's pixels; 0 looks as small as --detect-size allows, slower (default 48, the size of "
                    "FER2013's faces)")
-    p.add_argument("--margin", type=float, default=0.2, help="face crop margin per side, share of the face "
+    p.add_argument("--margin", type=float, default=FACE_DEFAULTS["margin"], help="face crop margin per side, share of the face "
                    "(default 0.2)")
     p.add_argument("--cascade", help="OpenCV frontal-face cascade by name: alt (the default), alt2, default, "
                    "alt_tree; or a Haar cascade XML file")
@@ -41,6 +49,9 @@ def detector_of(args):
 
     check_margin(args.margin)  # before any model is loaded or image read
     if not args.haar:
+        unused = [f"--{k.replace('_', '-')}" for k, v in FACE_DEFAULTS.items() if getattr(args, k) != v]
+        if unused:
+            log.warning("%s only apply with --haar (face detection); add --haar to use them.", ", ".join(unused))
         return None
     return FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade, args.min_face)
 

@@ -218,6 +218,9 @@ def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
 
 def load_split(split: Split, cfg: DataConfig, root: Path, desc: str) -> Split:
     """Decode a split's images (through the cache) and drop the unreadable ones, with one warning."""
+    if not split.paths:  # nothing to decode: no cache folder made for it
+        empty = np.zeros((0, 1 if cfg.grayscale else 3, cfg.image_size, cfg.image_size), dtype=np.uint8)
+        return Split([], split.labels[:0], empty, [])
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_dir(root)
     images, failed = load_images(split.paths, cfg.image_size, cfg.grayscale, cfg.aspect, cache_dir, desc)
     if failed:

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .imaging import is_image_name, load_array, open_image, preprocess_pil
+from .video import is_video_name
 
 log = logging.getLogger(__name__)
 FALLBACK = "whole_image"
@@ -27,6 +28,10 @@ def find_images(inputs: Sequence[str]) -> Tuple[List[Path], bool]:
         if p.is_dir():
             any_folder = True
             found = sorted(f for f in p.iterdir() if f.is_file() and is_image_name(f) and not f.name.startswith("."))
+            videos = [f.name for f in p.iterdir() if f.is_file() and is_video_name(f)]
+            if videos:
+                log.warning("Not scoring %d video file(s) in %s (%s): pass videos by name.", len(videos), p,
+                            ", ".join(sorted(videos)[:3]) + (", ..." if len(videos) > 3 else ""))
             if not found:
                 log.warning("No image files directly inside %s (sub-folders are not searched).", p)
             files.extend(found)

@@ -223,6 +223,9 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"{path} has no best.pt: it is not a finished emoclf run. Train it first "
                                     f"(emoclf train) or pass another run folder.")
+        if not is_finished(path):
+            log.warning("%s is not a finished run (no report.md): using the best checkpoint so far. Finish it "
+                        "with emoclf train --resume.", path)
     elif path.is_file():
         ckpt_path = path
     else:

@@ -99,6 +99,12 @@ def test_min_face_and_margin_options(runs, photos, capsys, tmp_path):
     assert "--margin must be between 0 and 2" in err and "could be read" not in err and out == ""
 
 
+def test_face_options_without_haar_are_said_to_do_nothing(runs, photos, capsys, caplog, tmp_path):
+    _json_lines(capsys, ["predict", str(photos["astronaut"]), "--run", str(runs.cnn), "--json", "--no-figure",
+                         "--cascade", "alt2", "--min-face", "30"])
+    assert "--min-face, --cascade only apply with --haar" in caplog.text
+
+
 def test_two_faces_scored_largest_first(runs, photos, capsys, tmp_path):
     rec = _json_lines(capsys, ["predict", str(photos["two_faces"]), "--run", str(runs.cnn), "--haar", "--json",
                                "--out", str(tmp_path)])[0]
@@ -136,11 +142,12 @@ def test_folder_writes_csv_and_skips_broken_images(runs, photos, capsys, tmp_pat
         shutil.copy(photos[name], folder)
     (folder / "broken.jpg").write_bytes(b"this is not a JPEG")
     (folder / "notes.txt").write_text("not an image")
+    (folder / "clip.mp4").write_bytes(b"")  # videos are scored only when named
     out = tmp_path / "out"
     recs = _json_lines(capsys, ["predict", str(folder), "--run", str(runs.rgb), "--json", "--haar",
                                 "--out", str(out)])
     assert [Path(r["image"]).name for r in recs] == ["astronaut.jpg", "drawn.webp", "no_face.png"]
-    assert "broken.jpg" in caplog.text
+    assert "broken.jpg" in caplog.text and "Not scoring 1 video file(s)" in caplog.text
     with open(out / "predictions.csv", newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [Path(r["image"]).name for r in rows] == ["astronaut.jpg", "drawn.webp", "no_face.png"]

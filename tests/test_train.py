@@ -163,6 +163,18 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
     assert evaluate_run(trained_run, split="VAL")["split"] == "validation"  # split names as the folders may spell them
 
 
+def test_an_unfinished_run_is_used_with_a_warning_and_empty_data_leave_no_cache(runs, tmp_path, caplog):
+    import shutil
+
+    run = shutil.copytree(runs.cnn, tmp_path / "unfinished", ignore=shutil.ignore_patterns("report.md", "eval"))
+    evaluate_run(run, out=str(tmp_path / "ev"))
+    assert "is not a finished run (no report.md): using the best checkpoint so far" in caplog.text
+    other = make_dataset(tmp_path / "other", classes=("fear", "disgust"), train_per_class=0, val_per_class=2, size=24)
+    with pytest.raises(ValueError, match="No readable images of the model's classes"):
+        evaluate_run(runs.cnn, data=str(other), out=str(tmp_path / "ev"))
+    assert not list(other.rglob(".emoclf-cache"))
+
+
 def test_one_evaluation_never_replaces_another(runs, tmp_path):
     out = str(tmp_path / "shared")
     first = evaluate_run(runs.cnn, out=out)
