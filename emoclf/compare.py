@@ -13,7 +13,7 @@ import numpy as np
 
 from .config import Config, load_config, read_yaml
 from .data import discover, resolve_root
-from .io import atomic_path, atomic_write_json, file_stamp
+from .io import atomic_path, atomic_write_json, file_digest
 from .runs import HOW_TO_RUN, check_run_dir, config_changes, is_finished
 
 log = logging.getLogger(__name__)
@@ -130,9 +130,11 @@ def _evaluated_run(folder: Path) -> Path:
     if m.get("members"):
         raise ValueError(f"{folder} scores an ensemble of runs; compare takes single runs or their evaluations.")
     named = Path(m["checkpoint"]) if isinstance(m.get("checkpoint"), str) and m["checkpoint"] else None
-    candidates = [named] if named and named.is_absolute() else []  # older files may hold a relative path
+    candidates = [named] if named and named.is_absolute() else []
     if folder.parent.name == "eval":
         candidates.append(folder.parent.parent / (named.name if named else "best.pt"))
+    if named and not named.is_absolute():
+        candidates.append(named)  # written before paths were stored absolute: as typed, from here
     checkpoint = next((c for c in candidates if c.is_file() and is_finished(c.parent)), None)
     if checkpoint is None:
         if named is None:
@@ -140,7 +142,7 @@ def _evaluated_run(folder: Path) -> Path:
         raise FileNotFoundError(f"{folder} is an `emoclf evaluate` result, but the checkpoint it scored ({named}) is "
                                 f"not in a finished run folder; compare shows a run's training figures beside the "
                                 f"scores, so it needs that run.")
-    if m.get("checkpoint_stamp") and m["checkpoint_stamp"] != file_stamp(checkpoint):
+    if m.get("checkpoint_sha256") and m["checkpoint_sha256"] != file_digest(checkpoint):
         raise ValueError(f"{folder} scored an earlier {checkpoint.name} of {checkpoint.parent}, which was trained "
                          f"again since. Evaluate it again: emoclf evaluate {checkpoint.parent} --data "
                          f"{m.get('data_root', 'DIR')}")

@@ -277,7 +277,9 @@ def _write_record(dest: Path, root: Path, identity: dict, label: str, counts: Di
     Folders recorded in place, now or by any earlier download into ``dest``, are listed under ``own``."""
     relative = os.path.relpath(root, dest)
     own = _own_roots(_read_record(dest) or {})
-    if installed is None and relative not in own:
+    if installed is not None:  # the folder now there is this download's, not the user's recorded earlier
+        own = [r for r in own if not _inside(dest / r, dest / installed)]
+    elif relative not in own:
         own.append(relative)
     record = {"format": RECORD_FORMAT, "root": relative, "source": label, "identity": identity,
               "counts": counts, "written": time.strftime("%Y-%m-%dT%H:%M:%S"), "own": own}

@@ -69,9 +69,11 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
     if absent:
         text += f"\nNot in these data (left out of the averages): {', '.join(class_names[i] for i in absent)}\n"
     stray = {class_names[i]: int(np.sum(y_pred == i)) for i in absent if np.any(y_pred == i)}
-    if stray:
+    if stray:  # scikit-learn then prints a "micro avg" row, blind to these errors, instead of accuracy
         text += ("Predicted although not in these data (errors of the true classes): "
-                 + ", ".join(f"{name} ({n} image{'s' if n != 1 else ''})" for name, n in stray.items()) + "\n")
+                 + ", ".join(f"{name} ({n} image{'s' if n != 1 else ''})" for name, n in stray.items()) + "\n"
+                 + f"Accuracy: {np.mean(y_true == y_pred):.4f} ({int(np.sum(y_true == y_pred))} of "
+                 f"{len(y_true)} images)\n")
     return text
 
 

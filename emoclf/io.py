@@ -79,10 +79,15 @@ def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Itera
             tmp_path.unlink()
 
 
-def file_stamp(path: Path) -> str:
-    """Size and modification time of a file: changes when it is rewritten (e.g. a run trained again)."""
-    st = os.stat(path)
-    return f"{st.st_size}:{st.st_mtime_ns}"
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's content (a copy keeps it; training the run again changes it)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def usual_file_mode(path: Path) -> None:

@@ -20,7 +20,7 @@ from .config import Config, read_yaml, to_dict
 from .data import Split, labelled_split, load_split
 from .engine import check_tta, predict_logits, select_device, timed_inference, use_channels_last
 from .evaluate import write_eval_files
-from .io import atomic_write_text, file_stamp
+from .io import atomic_write_text, file_digest
 from .models import count_parameters
 from .plots import plot_run
 from .report import write_run_report
@@ -240,7 +240,22 @@ def load_run(path: Path, device: str = "auto") -> LoadedRun:
 
 
 # What makes two evaluations the same one: a new result replaces the folder only of the same evaluation.
-SAME_EVALUATION = ("checkpoint", "members", "data_root", "split", "tta")
+# own_data: the run's own split (e.g. the training part of train/ when validation was held out of it) or --data.
+SAME_EVALUATION = ("checkpoint", "members", "data_root", "split", "tta", "own_data")
+
+
+def _same_evaluation(held: Dict, identity: Dict) -> bool:
+    for key, value in identity.items():
+        old = held.get(key)
+        if key == "own_data" and old is None:
+            continue  # written before it was recorded
+        if key in ("checkpoint", "data_root") and isinstance(old, str):
+            old = str(Path(old).resolve())  # written before paths were stored absolute: as typed, from here
+        if key == "members" and isinstance(old, list):
+            old = [str(Path(m).resolve()) for m in old]
+        if old != value:
+            return False
+    return True
 
 
 def _evaluation_folder(parent: Path, name: str, identity: Dict) -> Path:
@@ -252,7 +267,7 @@ def _evaluation_folder(parent: Path, name: str, identity: Dict) -> Path:
             held = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             held = None  # no folder, or no finished evaluation in it
-        if held is None or not isinstance(held, dict) or all(held.get(k) == v for k, v in identity.items()):
+        if not isinstance(held, dict) or _same_evaluation(held, identity):
             if n > 1:
                 log.info("%s holds another evaluation; writing to %s", parent / name, folder)
             return folder
@@ -288,12 +303,13 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
         f"Ensemble of {len(lr.members)} runs ({', '.join(map(str, lr.members))}; probabilities averaged)"
     notes = [f"{what} scored on {info['root']} ({info['split']}, {len(ev)} images)."] + info["notes"]
     extra = {"model": cfg.model.name if not lr.members else "ensemble",
-             "checkpoint": str(lr.checkpoint.resolve()), "checkpoint_stamp": file_stamp(lr.checkpoint),
+             "checkpoint": str(lr.checkpoint.resolve()), "checkpoint_sha256": file_digest(lr.checkpoint),
              "data_root": str(Path(info["root"]).resolve()), "split": info["split"],
-             "excluded_images": info["excluded"], "skipped_images": len(ev.skipped), "tta": tta_name}
+             "excluded_images": info["excluded"], "skipped_images": len(ev.skipped), "tta": tta_name,
+             "own_data": data is None}
     if lr.members:
         extra["members"] = [str(Path(m).resolve()) for m in lr.members]
-    out_dir = _evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION} | {"num_images": len(ev)})
+    out_dir = _evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION})
     if lr.members:
         title = f"ensemble of {len(lr.members)} runs on {out_dir.name}"
     else:

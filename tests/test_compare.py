@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import CLASSES, CONFIGS, tiny_overrides
 from emoclf.cli import main
@@ -140,6 +141,20 @@ def test_compare_scores_of_both_runs_on_other_data(runs, tmp_path, capsys, monke
     assert "different data" in with_run["warnings"][0] and "emoclf compare RUN/eval/NAME" in with_run["warnings"][0]
 
 
+def test_evaluations_written_before_absolute_paths_still_work(runs, tmp_path, monkeypatch):
+    monkeypatch.chdir(runs.out)  # where the paths below were typed
+    first = Path(evaluate_run(runs.cnn.name, out=str(tmp_path / "ev"))["out_dir"])
+    metrics = json.loads((first / "metrics.json").read_text())
+    metrics["checkpoint"] = f"{runs.cnn.name}/best.pt"  # as an older emoclf wrote it
+    for key in ("checkpoint_sha256", "own_data"):
+        del metrics[key]
+    (first / "metrics.json").write_text(json.dumps(metrics))
+    row = compare_runs([first, runs.rgb], tmp_path / "c", device="cpu")["runs"][0]
+    assert row["run_dir"] == str(runs.cnn.resolve())
+    again = evaluate_run(runs.cnn, out=str(tmp_path / "ev"))  # the same evaluation: replaces it, no -2
+    assert again["out_dir"] == str(first)
+
+
 def test_compare_shows_and_times_test_time_augmentation(runs, tmp_path):
     tencrop = evaluate_run(runs.cnn, tta="tencrop", out=str(tmp_path / "tta"))
     summary = compare_runs([runs.cnn, Path(tencrop["out_dir"])], tmp_path / "c", device="cpu")
@@ -156,8 +171,12 @@ def test_compare_refuses_an_evaluation_of_a_run_trained_again_since(runs, tmp_pa
     shutil.rmtree(run / "eval", ignore_errors=True)  # only this test's evaluation in it
     assert main(["evaluate", str(run), "--device", "cpu"]) == 0
     scored = next((run / "eval").iterdir())
-    compare_runs([scored, runs.rgb], tmp_path / "c", device="cpu")  # fine while best.pt is the one scored
-    os.utime(run / "best.pt", ns=(1, 1))  # as if trained again
+    os.utime(run / "best.pt", ns=(1, 1))  # copied without its times (cp -r, scp): still the checkpoint scored
+    compare_runs([scored, runs.rgb], tmp_path / "c", device="cpu")
+    ckpt = torch.load(run / "best.pt", weights_only=True)
+    first = next(k for k, v in ckpt["model_state"].items() if v.is_floating_point())
+    ckpt["model_state"][first] += 1  # as if trained again
+    torch.save(ckpt, run / "best.pt")
     with pytest.raises(ValueError, match="scored an earlier best.pt .* trained again since"):
         compare_runs([scored, runs.rgb], tmp_path / "c", device="cpu")
     loose = tmp_path / "loose.pt"  # a checkpoint copied out of its run folder, then evaluated

@@ -2,6 +2,7 @@
 import io
 import json
 import os
+import shutil
 import socket
 import sys
 import tarfile
@@ -116,6 +117,18 @@ def test_folder_recorded_in_place_is_never_replaced_by_a_later_download(tmp_path
     dl.download(str(other), str(dest))
     assert cli.main(["download", "--source", str(archive_path), "--dest", str(dest), "--force"]) == 2
     assert (mine / "train" / "happy" / "only-copy.png").read_bytes() == b"precious"  # still protected
+
+
+def test_a_folder_installed_where_an_own_folder_was_removed_can_be_replaced(tmp_path):
+    dest = tmp_path / "data"
+    mine = _tree(dest / "mine")
+    dl.download(str(mine), str(dest))  # recorded in place
+    shutil.rmtree(mine)  # the user removes it; a download of the same name then installs one there
+    archive_path = _zip_dir(_tree(tmp_path / "src" / "mine"), tmp_path / "mine.zip")
+    dl.download(str(archive_path), str(dest))
+    assert json.loads((dest / MARKER).read_text())["own"] == []
+    os.utime(archive_path, ns=(1, 1))  # a newer archive: installed again over the one emoclf put there
+    assert not dl.download(str(archive_path), str(dest)).already
 
 
 def test_dataset_recorded_by_format_1_is_replaced_like_before(nested_zip, tmp_path):

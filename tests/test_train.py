@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,8 +165,6 @@ def test_evaluate_on_another_dataset_with_other_names(trained_run, tmp_path):
 
 
 def test_an_unfinished_run_is_used_with_a_warning_and_empty_data_leave_no_cache(runs, tmp_path, caplog):
-    import shutil
-
     run = shutil.copytree(runs.cnn, tmp_path / "unfinished", ignore=shutil.ignore_patterns("report.md", "eval"))
     evaluate_run(run, out=str(tmp_path / "ev"))
     assert "is not a finished run (no report.md): using the best checkpoint so far" in caplog.text
@@ -182,8 +181,13 @@ def test_one_evaluation_never_replaces_another(runs, tmp_path):
     assert Path(second["out_dir"]).name == Path(first["out_dir"]).name + "-2"
     kept = json.loads((Path(first["out_dir"]) / "metrics.json").read_text())
     assert kept["checkpoint"] == str((runs.cnn / "best.pt").resolve()) and kept["accuracy"] == first["accuracy"]
-    again = evaluate_run(runs.cnn, out=out)  # the same evaluation again: replaces its own folder
-    assert again["out_dir"] == first["out_dir"]
+    extra = next((runs.root / "validation").glob("*/*.jpg"))
+    shutil.copy(extra, extra.with_name("added-" + extra.name))  # the same data folder with one more image
+    try:
+        again = evaluate_run(runs.cnn, out=out)  # the same evaluation again: replaces its own folder
+    finally:
+        extra.with_name("added-" + extra.name).unlink()
+    assert again["out_dir"] == first["out_dir"] and again["num_images"] == first["num_images"] + 1
     last = evaluate_run(runs.cnn / "last.pt", out=out)
     assert Path(last["out_dir"]).name == Path(first["out_dir"]).name + "-last"
 
@@ -204,8 +208,9 @@ def test_macro_f1_leaves_out_classes_absent_from_the_data():
     assert scored["f1_macro"] == pytest.approx(f1_score(y, pred, labels=[1, 3], average="macro"))
     assert scored["f1_macro"] == pytest.approx((6 / 7 + 1) / 2)  # happy: recall 3/4, precision 1; sad: perfect
     report = classification_report(y, pred, names).splitlines()
-    assert report[-2] == "Not in these data (left out of the averages): angry, neutral, surprise"
-    assert report[-1] == "Predicted although not in these data (errors of the true classes): angry (1 image)"
+    assert report[-3] == "Not in these data (left out of the averages): angry, neutral, surprise"
+    assert report[-2] == "Predicted although not in these data (errors of the true classes): angry (1 image)"
+    assert report[-1] == "Accuracy: 0.8333 (5 of 6 images)"
 
 @pytest.mark.parametrize("options", [["train.sampler=balanced", "train.class_weights=balanced",
                                       "train.optimizer=sgd", "train.scheduler=step"],
