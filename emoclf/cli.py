@@ -21,11 +21,10 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> int:
     from .config import load_config
+    from .distributed import from_env
     from .train import train
 
     cfg = load_config(args.config, args.overrides)
-    from .distributed import from_env
-
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
     if from_env().is_main:  # under torchrun, once
         print(f"Run folder: {run_dir}  (report: {run_dir / 'report.md'})")

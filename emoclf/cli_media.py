@@ -19,18 +19,19 @@ FACE_DEFAULTS = {"scale_factor": 1.2, "min_neighbors": 3, "detect_size": 320, "m
 def add_face_args(p: argparse.ArgumentParser) -> None:
     """Options of the Haar face detector and of the square face crop."""
     p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
-    p.add_argument("--scale-factor", type=float, default=FACE_DEFAULTS["scale_factor"], help="Haar image pyramid step, > 1; smaller finds "
-                   "more faces, slower (default 1.2)")
-    p.add_argument("--min-neighbors", type=int, default=FACE_DEFAULTS["min_neighbors"], help="Haar detections needed per face; higher means "
-                   "fewer false faces (default 3)")
-    p.add_argument("--detect-size", type=int, default=FACE_DEFAULTS["detect_size"], help="detect faces on a copy with this longer side "
-                   "in pixels, for speed; faces under about 20/320 of the longer side are missed; larger (or 0: full "
-                   "resolution) finds smaller faces, slower (default 320)")
-    p.add_argument("--min-face", type=int, default=FACE_DEFAULTS["min_face"], metavar="PX", help="smallest face looked for, in the "
-                   "photo's pixels; 0 looks as small as --detect-size allows, slower (default 48, the size of "
-                   "FER2013's faces)")
-    p.add_argument("--margin", type=float, default=FACE_DEFAULTS["margin"], help="face crop margin per side, share of the face "
-                   "(default 0.2)")
+    d = FACE_DEFAULTS
+    p.add_argument("--scale-factor", type=float, default=d["scale_factor"], help="Haar image pyramid step, > 1; "
+                   "smaller finds more faces, slower (default %(default)s)")
+    p.add_argument("--min-neighbors", type=int, default=d["min_neighbors"], help="Haar detections needed per "
+                   "face; higher means fewer false faces (default %(default)s)")
+    p.add_argument("--detect-size", type=int, default=d["detect_size"], help="detect faces on a copy with this "
+                   "longer side in pixels, for speed; faces under about 20/%(default)s of the longer side are missed; "
+                   "larger (or 0: full resolution) finds smaller faces, slower (default %(default)s)")
+    p.add_argument("--min-face", type=int, default=d["min_face"], metavar="PX", help="smallest face looked for, "
+                   "in the photo's pixels; 0 looks as small as --detect-size allows, slower (default %(default)s, "
+                   "the size of FER2013's faces)")
+    p.add_argument("--margin", type=float, default=d["margin"], help="face crop margin per side, share of the "
+                   "face (default %(default)s)")
     p.add_argument("--cascade", help="OpenCV frontal-face cascade by name: alt (the default), alt2, default, "
                    "alt_tree; or a Haar cascade XML file")
 

@@ -255,8 +255,8 @@ def compare(runs: Sequence[str] = (), configs: Sequence[str] = (), overrides: Se
     if overrides and not configs:
         raise ValueError("--set only applies to --config files; finished runs keep their own config.")
     run_dirs = [Path(r) for r in runs]
-    for r in run_dirs:  # fail before spending time on training
-        collect(r)
     if configs:
+        for r in run_dirs:  # fail before spending time on training
+            collect(r)
         run_dirs += runs_from_configs(configs, overrides, overwrite)
     return compare_runs(run_dirs, out_dir, device)

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .engine import check_tta, tta_views
+
 # Preprocessing that decides which pixels a model reads; members must agree on it to share one input batch.
 SHARED_INPUT = ("image_size", "grayscale", "aspect")
 
@@ -33,8 +35,6 @@ class Ensemble(nn.Module):
             self.register_buffer(f"shift{i}", (m0 - m) / s, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .engine import tta_views
-
         probs = 0
         for i, (model, mode) in enumerate(zip(self.members, self.ttas)):
             xi = x if i == 0 else x * getattr(self, f"scale{i}") + getattr(self, f"shift{i}")
@@ -83,8 +83,6 @@ def resolve_tta(lr, tta: Optional[str]) -> Tuple[str, str]:
     ``tta`` None: each run as it was trained to score (its train.tta; in an ensemble, each member its own);
     a mode: that mode for every member.
     """
-    from .engine import check_tta
-
     if not lr.members:
         mode = check_tta(lr.cfg.train.tta if tta is None else tta)
         return mode, mode

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import pickle
@@ -81,8 +82,6 @@ def atomic_path(path: Path, what: str = "file", sync_dir: bool = False) -> Itera
 
 def file_digest(path: Path) -> str:
     """SHA-256 of a file's content (a copy keeps it; training the run again changes it)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

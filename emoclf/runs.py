@@ -310,10 +310,8 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
     if lr.members:
         extra["members"] = [str(Path(m).resolve()) for m in lr.members]
     out_dir = _evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION})
-    if lr.members:
-        title = f"ensemble of {len(lr.members)} runs on {out_dir.name}"
-    else:
-        title = f"{cfg.run_name} on {out_dir.name}"
+    who = f"ensemble of {len(lr.members)} runs" if lr.members else cfg.run_name
+    title = f"{who} on {out_dir.name}"
     if ev.skipped:
         notes.append(skipped_note(ev.skipped))
     metrics = score(lr.model, norm, ev, lr.class_names, cfg.train.eval_batch_size, tta, None,
