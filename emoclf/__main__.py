@@ -1,4 +1,4 @@
 """``python -m emoclf``."""
-from .cli import main
+from emoclf.cli.app import main
 
 raise SystemExit(main())

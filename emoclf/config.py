@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import yaml
 
-from .yamlio import read_yaml, safe_yaml, show as _show  # noqa: F401  (read_yaml: part of this module's API)
+from emoclf.utils.yamlio import read_yaml, safe_yaml, show as _show  # noqa: F401  (read_yaml: part of this module's API)
 
 
 @dataclass
@@ -229,7 +229,7 @@ def _check_range(section: str, key: str, value: Any) -> None:
 
 
 def _validate(cfg: Config) -> None:
-    from .models import check_model_name
+    from emoclf.models import check_model_name
 
     check_model_name(cfg.model.name)
     for section in SECTIONS:
@@ -330,6 +330,6 @@ def from_dict(values: dict) -> Config:
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config as YAML."""
-    from .io import atomic_write_text
+    from emoclf.utils.files import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))

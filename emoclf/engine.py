@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .augment import BatchAugment, Normalizer
+from emoclf.data.augment import BatchAugment, Normalizer
 
 
 def select_device(name: str, option: str = "train.device") -> torch.device:

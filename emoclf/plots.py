@@ -51,7 +51,7 @@ def read_history(path: Path) -> Dict[str, List[float]]:
 
 
 def _save(fig, path: Path) -> Path:
-    from .io import atomic_path
+    from emoclf.utils.files import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight", format=path.suffix.lstrip("."))
@@ -98,7 +98,7 @@ def normalize_rows(cm: np.ndarray) -> np.ndarray:
 @safe_plot
 def plot_confusion(confusion_csv: Path, out: Path, normalized: bool = False, title: str = "") -> Path:
     """Annotated confusion matrix: counts, or rows normalized to sum to 1."""
-    from .evaluate import read_confusion_csv
+    from emoclf.runs.metrics import read_confusion_csv
 
     plt = _plt()
     names, cm = read_confusion_csv(confusion_csv)
@@ -126,7 +126,7 @@ def _read_inspection(inspect_json: Path) -> dict:
 
 
 def _show(ax, path: Path, title: str = "") -> None:
-    from .imaging import open_image
+    from emoclf.data.imaging import open_image
 
     ax.imshow(np.asarray(open_image(path, grayscale=False)), interpolation="nearest")
     ax.set_xticks([])
@@ -138,7 +138,7 @@ def _show(ax, path: Path, title: str = "") -> None:
 @safe_plot
 def plot_class_distribution(inspect_json: Path, out: Path) -> Path:
     """Images per class, one bar chart per split, from ``emoclf inspect``'s inspect.json."""
-    from .labels import merge_counts, ordered
+    from emoclf.data.labels import merge_counts, ordered
 
     plt = _plt()
     counts = _read_inspection(inspect_json)["counts"]

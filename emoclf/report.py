@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Dict, List
 
-from .io import atomic_write_text
+from emoclf.utils.files import atomic_write_text
 
 
 def _pct(x) -> str:
@@ -81,7 +81,7 @@ def _cell(key: str, value) -> str:
 
 def comparison_table(rows: List[Dict], best: str) -> List[str]:
     """The comparison as Markdown table lines (best run in bold)."""
-    from .compare import COLUMNS
+    from emoclf.comparison.compare import COLUMNS
 
     cols = [(k, h) for k, h in COLUMNS if k not in ("data_root", "run_dir")]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "| --- " * len(cols) + "|"]
@@ -97,7 +97,7 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
     """comparison.md: warnings, table, best model, figures and links to each run's report."""
     import os
 
-    from .compare import TIMING_BATCH
+    from emoclf.comparison.compare import TIMING_BATCH
 
     out_dir, rows, best = Path(out_dir), summary["runs"], summary["best"]
     lines = [f"# Model comparison ({len(rows)} runs)", ""]

@@ -25,7 +25,7 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emoclf.face import FaceDetector  # noqa: E402
+from emoclf.inference.face import FaceDetector  # noqa: E402
 
 # (cascade, scale factor, min neighbours, detect size, min face); the first is emoclf's default, the second and
 # third the earlier ones.

@@ -25,16 +25,16 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emoclf.export import export_run  # noqa: E402
-from emoclf.face import FaceDetector  # noqa: E402
-from emoclf.onnx_predict import make_predictor  # noqa: E402
+from emoclf.inference.export import export_run  # noqa: E402
+from emoclf.inference.face import FaceDetector  # noqa: E402
+from emoclf.inference.onnx_predict import make_predictor  # noqa: E402
 
 CONFIGS = {"cnn": "configs/cnn.yaml", "mobilenet_v3_small": "configs/mobilenet_v3.yaml"}
 
 
 def untrained_run(name: str, dest: Path) -> Path:
     """A run folder holding only best.pt: the configured model with random weights."""
-    from emoclf import checkpoint as ck
+    from emoclf.runs import checkpoint as ck
     from emoclf.config import load_config
     from emoclf.models.factory import architecture
 
@@ -53,7 +53,7 @@ def photo(dest: Path) -> Path:
 
         face = Image.fromarray(data.astronaut()).resize((480, 480))
     except ImportError:
-        from emoclf.synthetic import face_photo
+        from emoclf.data.synthetic import face_photo
 
         face = face_photo(320).resize((480, 480))
     canvas.paste(face, (80, 0))

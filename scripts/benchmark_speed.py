@@ -33,8 +33,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emoclf.config import load_config  # noqa: E402
-from emoclf.data import find_splits, resolve_root, scan_folder  # noqa: E402
-from emoclf.train import Trainer  # noqa: E402
+from emoclf.data.dataset import find_splits, resolve_root, scan_folder  # noqa: E402
+from emoclf.training.trainer import Trainer  # noqa: E402
 
 MODELS = [("cnn", "configs/cnn.yaml"), ("resnet18", "configs/resnet18.yaml"),
           ("mobilenet_v3", "configs/mobilenet_v3.yaml")]
@@ -130,7 +130,7 @@ def reference_rate(trainer: Trainer, root: Path, workers: int, same_layout: bool
 
     from torchvision.datasets import ImageFolder
 
-    from emoclf.optim import make_optimizer
+    from emoclf.training.optim import make_optimizer
 
     cfg, dev = trainer.cfg, trainer.device
     size, mean, std = cfg.data.image_size, trainer.norm.mean.flatten().tolist(), trainer.norm.std.flatten().tolist()

@@ -47,9 +47,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emoclf.io import load_checkpoint  # noqa: E402
-from emoclf.runs import is_finished  # noqa: E402
-from emoclf.synthetic import make_dataset  # noqa: E402
+from emoclf.utils.files import load_checkpoint  # noqa: E402
+from emoclf.runs.folder import is_finished  # noqa: E402
+from emoclf.data.synthetic import make_dataset  # noqa: E402
 
 CLASSES = ("angry", "happy", "sad")
 TRAIN_SET = ["data.image_size=16", "model.width=4", "model.depth=2", "train.epochs=8", "train.batch_size=8",

@@ -9,7 +9,7 @@ from typing import List
 import pytest
 
 from emoclf.config import load_config
-from emoclf.synthetic import make_dataset
+from emoclf.data.synthetic import make_dataset
 
 FAST = [
     "data.image_size=32", "model.width=16", "model.depth=3", "train.lr=0.005", "train.batch_size=32",
@@ -47,7 +47,7 @@ def trained_run(faces, tmp_path_factory) -> Path:
     """A finished CNN run on ``faces``."""
     import os
 
-    from emoclf.train import train
+    from emoclf.training.trainer import train
 
     out = tmp_path_factory.mktemp("runs")
     here = os.getcwd()
@@ -95,7 +95,7 @@ def runs(dataset, tmp_path_factory) -> Runs:
     rgb_config = out.parent / "cnn_rgb.yaml"
     rgb_config.write_text("data: {grayscale: false}\nmodel: {name: cnn, dropout: 0.1}\ntrain: {lr: 0.005}\n"
                           "output: {name: cnn_rgb}\n")
-    from emoclf.train import train
+    from emoclf.training.trainer import train
 
     cnn = train(load_config(str(CONFIGS / "cnn.yaml"), overrides))
     rgb = train(load_config(str(rgb_config), overrides))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emoclf.augment import BatchAugment, Normalizer, norm_stats
+from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
 from emoclf.config import AugmentConfig
 
 
@@ -53,7 +53,7 @@ def test_erasing_blanks_a_rectangle_to_the_mean():
 def test_affine_grid_matches_torch():
     import torch.nn.functional as F
 
-    from emoclf.augment import affine_grid
+    from emoclf.data.augment import affine_grid
 
     gen = torch.Generator().manual_seed(0)
     for n, h, w in ((5, 16, 16), (3, 12, 20), (1, 7, 5)):

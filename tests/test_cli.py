@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from emoclf import cli as cli_module
-from emoclf.cli import main
+from emoclf.cli import app as cli_module
+from emoclf.cli.app import main
 from emoclf.models import build_model
 
 
@@ -120,7 +120,7 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
 def test_a_missing_dependency_is_named_with_the_install_command():
     import subprocess
 
-    code = "import sys; sys.modules['torch'] = None; from emoclf.cli import main; sys.exit(main(['models']))"
+    code = "import sys; sys.modules['torch'] = None; from emoclf.cli.app import main; sys.exit(main(['models']))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "the package 'torch' is missing" in done.stderr and "pip install -e ." in done.stderr

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from conftest import CLASSES, CONFIGS, tiny_overrides
-from emoclf.cli import main
-from emoclf.compare import compare_runs
-from emoclf.runs import evaluate_run
+from emoclf.cli.app import main
+from emoclf.comparison.compare import compare_runs
+from emoclf.runs.folder import evaluate_run
 from emoclf.config import load_config
-from emoclf.synthetic import make_dataset
-from emoclf.train import train
+from emoclf.data.synthetic import make_dataset
+from emoclf.training.trainer import train
 
 SAME_AS_METRICS = ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted", "loss", "num_params", "model_size_mb",
                    "train_seconds", "best_epoch")

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoclf import labels
+from emoclf.data import labels
 from emoclf.config import DataConfig
-from emoclf.data import discover, epoch_order, labelled_split, load_split, resolve_root, stratified_split
-from emoclf.imaging import load_array
-from emoclf.synthetic import SPANISH, make_dataset
+from emoclf.data.dataset import discover, epoch_order, labelled_split, load_split, resolve_root, stratified_split
+from emoclf.data.imaging import load_array
+from emoclf.data.synthetic import SPANISH, make_dataset
 
 
 def test_aliases_map_every_naming_scheme_to_one_label_set():
@@ -105,7 +105,7 @@ def test_cache_is_rebuilt_when_new_content_keeps_the_old_size_and_time(tmp_path)
     import os
     import time
 
-    from emoclf.cache import load_images
+    from emoclf.data.cache import load_images
 
     paths = [tmp_path / f"{i}.bmp" for i in range(3)]
     for i, p in enumerate(paths):

@@ -11,16 +11,16 @@ import torch
 import torch.nn as nn
 
 from conftest import CONFIGS
-from emoclf.cli import main
+from emoclf.cli.app import main
 from emoclf.config import load_config
-from emoclf.ensemble import Ensemble
-from emoclf.runs import evaluate_run
+from emoclf.runs.ensemble import Ensemble
+from emoclf.runs.folder import evaluate_run
 
 
 @pytest.fixture(scope="module")
 def second(runs):
     """Another grayscale CNN on the same data, other seed and width: a member that disagrees now and then."""
-    from emoclf.train import train
+    from emoclf.training.trainer import train
 
     return train(load_config(str(CONFIGS / "cnn.yaml"), runs.overrides + ["seed=7", "model.width=12",
                                                                              "output.name=cnn_seed7"]))
@@ -51,7 +51,7 @@ def test_evaluate_averages_the_members_probabilities(runs, second, tmp_path):
 
 
 def test_without_tta_each_run_scores_as_it_was_trained_to(runs, tmp_path):
-    from emoclf.train import train
+    from emoclf.training.trainer import train
 
     flipped = train(load_config(str(CONFIGS / "cnn.yaml"), runs.overrides + [
         "train.tta=flip", f"output.dir={tmp_path}", "output.name=flipped"]))

@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from emoclf.cli import main
-from emoclf.explain import Explainer, grad_cam, target_layer
+from emoclf.cli.app import main
+from emoclf.inference.explain import Explainer, grad_cam, target_layer
 from emoclf.models import build_model
 
 skimage_data = pytest.importorskip("skimage.data")

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from emoclf import checkpoint as ck
-from emoclf.cli import main
+from emoclf.runs import checkpoint as ck
+from emoclf.cli.app import main
 from emoclf.config import load_config
-from emoclf.export import export_run, read_torchscript, side_file
-from emoclf.predict import Predictor
-from emoclf.synthetic import face_photo
+from emoclf.inference.export import export_run, read_torchscript, side_file
+from emoclf.inference.predict import Predictor
+from emoclf.data.synthetic import face_photo
 
 RECORD_KEYS = {"image", "run", "width", "height", "haar", "faces", "label", "score", "scores"}
 
@@ -67,7 +67,7 @@ def mobilenet_run(dataset, tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("which", ["cnn", "mobilenet_v3_small"])
 def test_onnx_matches_pytorch_for_any_batch_size(which, cnn_run, cnn_onnx, mobilenet_run):
-    from emoclf.onnx_predict import OnnxPredictor
+    from emoclf.inference.onnx_predict import OnnxPredictor
 
     run = cnn_run if which == "cnn" else mobilenet_run
     path = cnn_onnx if which == "cnn" else export_run(run, "onnx")
@@ -130,7 +130,7 @@ def test_existing_file_is_not_replaced_without_force(cnn_run, tmp_path, capsys):
 
 
 def test_missing_packages_say_what_to_install(cnn_run, tmp_path, monkeypatch):
-    from emoclf.onnx_predict import OnnxPredictor
+    from emoclf.inference.onnx_predict import OnnxPredictor
 
     monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx now raises ImportError
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
@@ -186,7 +186,7 @@ def test_predict_with_onnx_file_matches_run_folder(haar, cnn_run, cnn_onnx, phot
 
 @pytest.mark.parametrize("tta", ["flip", "tencrop"])
 def test_test_time_augmentation_matches_pytorch(tta, cnn_run, cnn_onnx):
-    from emoclf.onnx_predict import OnnxPredictor
+    from emoclf.inference.onnx_predict import OnnxPredictor
 
     x = _batch(3, 1, 32, seed=7)
     want = Predictor(cnn_run, "cpu", tta=tta).probabilities(x)
@@ -217,7 +217,7 @@ def test_onnx_without_emoclf_metadata_is_refused(cnn_onnx, tmp_path, capsys):
 
 
 def test_legacy_exporter_gives_the_same_model(cnn_run, cnn_onnx, tmp_path):
-    from emoclf.onnx_predict import OnnxPredictor
+    from emoclf.inference.onnx_predict import OnnxPredictor
 
     legacy = export_run(cnn_run, "onnx", tmp_path / "legacy.onnx", exporter="legacy")
     x = _batch(5, 1, 32, seed=3)
@@ -230,7 +230,7 @@ def test_auto_export_falls_back_to_the_legacy_exporter(cnn_run, tmp_path, monkey
     pytest.importorskip("onnxscript")
     import torch
 
-    from emoclf.onnx_predict import OnnxPredictor
+    from emoclf.inference.onnx_predict import OnnxPredictor
 
     real = torch.onnx.export
 
@@ -245,7 +245,7 @@ def test_auto_export_falls_back_to_the_legacy_exporter(cnn_run, tmp_path, monkey
 
 
 def test_onnx_predict_never_imports_torch(cnn_onnx, photos, tmp_path):
-    code = ("import sys; from emoclf.cli import main; "
+    code = ("import sys; from emoclf.cli.app import main; "
             f"rc = main(['predict', {photos[0]!r}, '--run', {str(cnn_onnx)!r}, '--haar', '--json', '--no-figure']); "
             "assert rc == 0, rc; assert 'torch' not in sys.modules, 'torch was imported'")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
@@ -255,7 +255,8 @@ def test_onnx_predict_never_imports_torch(cnn_onnx, photos, tmp_path):
 
 
 def test_tta_constants_follow_the_engine():
-    from emoclf import engine, onnx_predict
+    from emoclf import engine
+    from emoclf.inference import onnx_predict
 
     assert onnx_predict.TTA_MODES == engine.TTA_MODES
     assert onnx_predict.TENCROP_FRACTION == engine.TENCROP_FRACTION

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoclf.face import FaceDetector, square_crop_box
+from emoclf.inference.face import FaceDetector, square_crop_box
 
 skimage_data = pytest.importorskip("skimage.data")
 

@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emoclf import cache, cli, plots
-from emoclf import download as dl
-from emoclf.inspect_data import inspect_dataset
-from emoclf.synthetic import make_dataset
+from emoclf.data import cache
+from emoclf.cli import app as cli
+from emoclf import plots
+from emoclf.data import download as dl
+from emoclf.data.inspect import inspect_dataset
+from emoclf.data.synthetic import make_dataset
 
 
 @pytest.fixture

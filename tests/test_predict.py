@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from emoclf.cli import main
-from emoclf.predict import Predictor, default_run, find_images
-from emoclf.synthetic import face_photo
+from emoclf.cli.app import main
+from emoclf.inference.predict import Predictor, default_run, find_images
+from emoclf.data.synthetic import face_photo
 
 skimage_data = pytest.importorskip("skimage.data")
 RECORD_KEYS = {"image", "run", "width", "height", "haar", "faces", "label", "score", "scores"}

@@ -16,11 +16,16 @@ import pytest
 import torch
 
 from conftest import REPO, fast_config
-from emoclf import cli, data as data_mod, download as dl, io as eio, runs as runs_mod, train as train_mod
+from emoclf.cli import app as cli
+from emoclf.data import dataset as data_mod
+from emoclf.data import download as dl
+from emoclf.utils import files as eio
+from emoclf.runs import folder as runs_mod
+from emoclf.training import trainer as train_mod
 from emoclf.config import read_yaml
-from emoclf.runs import is_finished
-from emoclf.synthetic import make_dataset
-from emoclf.train import train
+from emoclf.runs.folder import is_finished
+from emoclf.data.synthetic import make_dataset
+from emoclf.training.trainer import train
 
 
 def _chaos():

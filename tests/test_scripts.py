@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import REPO
-from emoclf.synthetic import make_dataset
+from emoclf.data.synthetic import make_dataset
 
 BASH = shutil.which("bash")
 pytestmark = pytest.mark.skipif(BASH is None, reason="the .sh scripts need bash")

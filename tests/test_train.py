@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import fast_config
-from emoclf import train as train_mod
-from emoclf.evaluate import read_confusion_csv
-from emoclf.runs import evaluate_run, minutes
-from emoclf.synthetic import SPANISH, make_dataset
-from emoclf.train import train
+from emoclf.training import trainer as train_mod
+from emoclf.runs.metrics import read_confusion_csv
+from emoclf.runs.folder import evaluate_run, minutes
+from emoclf.data.synthetic import SPANISH, make_dataset
+from emoclf.training.trainer import train
 
 RUN_FILES = ["config.yaml", "best.pt", "last.pt", "history.csv", "curves.png", "confusion_matrix.png",
              "confusion_matrix_normalized.png", "classification_report.txt", "metrics.json", "predictions.csv",
@@ -197,7 +197,7 @@ def test_macro_f1_leaves_out_classes_absent_from_the_data():
     import torch
     from sklearn.metrics import f1_score
 
-    from emoclf.evaluate import classification_report, compute_metrics
+    from emoclf.runs.metrics import classification_report, compute_metrics
 
     names = ["angry", "happy", "neutral", "sad", "surprise"]
     y = np.array([1, 1, 1, 3, 3, 1])
@@ -227,7 +227,7 @@ def test_train_metrics_pair_each_prediction_with_its_label(tmp_path, mapped):
     import torch
     import torch.nn as nn
 
-    from emoclf.augment import BatchAugment, Normalizer
+    from emoclf.data.augment import BatchAugment, Normalizer
     from emoclf.config import AugmentConfig
     from emoclf.engine import make_scaler, train_epoch
 

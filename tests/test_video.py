@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoclf.cli import main
-from emoclf.face import FaceDetector
-from emoclf.io import _umask
-from emoclf.predict import Predictor
-from emoclf.video import predict_video, score_frames
+from emoclf.cli.app import main
+from emoclf.inference.face import FaceDetector
+from emoclf.utils.files import _umask
+from emoclf.inference.predict import Predictor
+from emoclf.inference.video import predict_video, score_frames
 
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
@@ -192,7 +192,7 @@ def screen(monkeypatch):
 
 
 def test_webcam_without_a_display_says_so(runs, monkeypatch, capsys):
-    monkeypatch.setattr("emoclf.webcam.sys.platform", "linux")
+    monkeypatch.setattr("emoclf.inference.webcam.sys.platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["predict", "--webcam", "0", "--run", str(runs.cnn)]) == 2

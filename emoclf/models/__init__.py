@@ -28,7 +28,7 @@ def registered_models() -> List[str]:
 
 def available_models() -> List[str]:
     """Every name ``build_model`` accepts: registered ones plus torchvision's classifiers."""
-    from .tv import torchvision_names
+    from emoclf.models.tv import torchvision_names
 
     return sorted(set(_REGISTRY) | set(torchvision_names()))
 
@@ -49,7 +49,7 @@ def check_model_name(name: str) -> None:
 
 def build_model(name: str, num_classes: int, in_channels: int = 3, **options) -> nn.Module:
     """Build a registered model (or any torchvision classifier) with a ``num_classes`` head."""
-    from .tv import build_torchvision
+    from emoclf.models.tv import build_torchvision
 
     check_model_name(name)
     if name in _REGISTRY:
@@ -62,4 +62,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-from . import cnn, tv  # noqa: E402,F401  (registers the built-in models)
+from emoclf.models import cnn, tv  # noqa: E402,F401  (registers the built-in models)

@@ -9,10 +9,10 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..config import Config
-from ..io import load_checkpoint
-from . import build_model
-from .surgery import head_prefix
+from emoclf.config import Config
+from emoclf.utils.files import load_checkpoint
+from emoclf.models import build_model
+from emoclf.models.surgery import head_prefix
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,8 @@ from typing import List
 
 import torch.nn as nn
 
-from . import register_model
-from .surgery import replace_module
+from emoclf.models import register_model
+from emoclf.models.surgery import replace_module
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,8 +11,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .face import Box
-from .io import usual_file_mode
+from emoclf.inference.face import Box
+from emoclf.utils.files import usual_file_mode
 
 log = logging.getLogger(__name__)
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -37,7 +37,7 @@ class FaceScore:
 
 
 def _cv2():
-    from .face import _cv2 as load
+    from emoclf.inference.face import _cv2 as load
 
     return load()
 
@@ -68,7 +68,7 @@ def _regions(predictor, frame: np.ndarray) -> Tuple[List[np.ndarray], List[Tuple
     """Model inputs of one BGR frame: each face (largest first), else the whole frame."""
     from PIL import Image
 
-    from .predict import FALLBACK
+    from emoclf.inference.predict import FALLBACK
 
     img = Image.fromarray(np.ascontiguousarray(frame[:, :, ::-1]))
     boxes, _, crops = predictor.find_faces(img)

@@ -7,8 +7,8 @@ import logging
 import sys
 from typing import List, Optional
 
-from . import __version__
-from .cli_media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
+from emoclf import __version__
+from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 
 log = logging.getLogger("emoclf")
 
@@ -20,9 +20,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from .config import load_config
-    from .distributed import from_env
-    from .train import train
+    from emoclf.config import load_config
+    from emoclf.utils.distributed import from_env
+    from emoclf.training.trainer import train
 
     cfg = load_config(args.config, args.overrides)
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -32,7 +32,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .runs import evaluate_run
+    from emoclf.runs.folder import evaluate_run
 
     m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device, out=args.out)
     print(f"accuracy {m['accuracy']:.4f}  top-2 {m['top2_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
@@ -42,7 +42,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_download(args) -> int:
-    from .download import download
+    from emoclf.data.download import download
 
     result = download(args.source, args.dest, force=args.force, max_gb=args.max_size)
     print(result.summary())
@@ -50,7 +50,7 @@ def cmd_download(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from .inspect_data import inspect_dataset
+    from emoclf.data.inspect import inspect_dataset
 
     report = inspect_dataset(args.dir, config=args.config, out=args.out, samples=args.samples)
     print(report.summary())
@@ -61,7 +61,7 @@ def cmd_compare(args) -> int:
     """emoclf compare: train what is missing, then write the comparison."""
     from pathlib import Path
 
-    from .compare import compare
+    from emoclf.comparison.compare import compare
 
     s = compare(args.runs, args.config, args.overrides, Path(args.out), args.overwrite, args.device)
     width = max(len(r["run"]) for r in s["runs"])
@@ -79,8 +79,8 @@ def cmd_predict(args) -> int:
     """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines; video, webcam."""
     from pathlib import Path
 
-    from .onnx_predict import make_predictor
-    from .predict import as_run_list, default_run, describe, predict_inputs
+    from emoclf.inference.onnx_predict import make_predictor
+    from emoclf.inference.predict import as_run_list, default_run, describe, predict_inputs
 
     images, videos = split_media(args)
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
@@ -105,7 +105,7 @@ def cmd_predict(args) -> int:
 
 def cmd_export(args) -> int:
     """emoclf export: a run as an ONNX or TorchScript file with its preprocessing metadata."""
-    from .export import export_run, side_file
+    from emoclf.inference.export import export_run, side_file
 
     out = export_run(args.run, args.format, args.out, force=args.force)
     print(f"Exported to {out}  (metadata also in {side_file(out)})")
@@ -113,7 +113,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo_data(args) -> int:
-    from .synthetic import SPANISH, make_dataset
+    from emoclf.data.synthetic import SPANISH, make_dataset
 
     root = make_dataset(args.dest, classes=args.classes.split(","), train_per_class=args.per_class,
                         val_per_class=max(2, args.per_class // 4), size=args.size, seed=args.seed,
@@ -123,7 +123,7 @@ def cmd_demo_data(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from .models import available_models, registered_models
+    from emoclf.models import available_models, registered_models
 
     names = available_models() if args.all else registered_models()
     print("\n".join(names))

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import __version__
-from .archive import HTML_HINT
-from .fercsv import is_fer_csv
+from emoclf import __version__
+from emoclf.data.archive import HTML_HINT
+from emoclf.data.fercsv import is_fer_csv
 
 DEFAULT_SOURCE = "https://drive.google.com/file/d/1aPHE00zkDhEV1waJKhaOJMdN6-lUc0iT/view?usp=sharing"
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}

@@ -11,18 +11,18 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from . import checkpoint as ck
-from . import distributed as dd
-from .augment import BatchAugment, Normalizer, norm_stats
-from .config import Config, save_config
-from .data import batches, discover, epoch_order, load_split
-from .engine import (amp_dtype, make_scaler, resident, predict_logits, select_device, set_threads,
+from emoclf.runs import checkpoint as ck
+from emoclf.utils import distributed as dd
+from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
+from emoclf.config import Config, save_config
+from emoclf.data.dataset import batches, discover, epoch_order, load_split
+from emoclf.engine import (amp_dtype, make_scaler, resident, predict_logits, select_device, set_threads,
                      train_epoch, use_channels_last)
-from .evaluate import compute_metrics, f1_scores
-from .io import atomic_write_text, remove_stale_temps
-from .models.factory import create_model
-from .optim import make_loss, make_optimizer, scheduled_lr
-from .runs import (apply_run_dir, check_run_dir, epochs_done, finalize_run, is_finished, minutes,
+from emoclf.runs.metrics import compute_metrics, f1_scores
+from emoclf.utils.files import atomic_write_text, remove_stale_temps
+from emoclf.models.factory import create_model
+from emoclf.training.optim import make_loss, make_optimizer, scheduled_lr
+from emoclf.runs.folder import (apply_run_dir, check_run_dir, epochs_done, finalize_run, is_finished, minutes,
                    refuse_changes_to_finished)
 
 log = logging.getLogger(__name__)

@@ -13,8 +13,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .imaging import load_array
-from .io import atomic_path, atomic_write_json
+from emoclf.data.imaging import load_array
+from emoclf.utils.files import atomic_path, atomic_write_json
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .config import Config
-from .data import Split, class_counts
+from emoclf.config import Config
+from emoclf.data.dataset import Split, class_counts
 
 
 def make_optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:

@@ -6,7 +6,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .video import FaceScore, _cv2, annotate, score_frames
+from emoclf.inference.video import FaceScore, _cv2, annotate, score_frames
 
 log = logging.getLogger(__name__)
 WINDOW = "emoclf (q or Esc quits)"

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .engine import check_tta, tta_views
+from emoclf.engine import check_tta, tta_views
 
 # Preprocessing that decides which pixels a model reads; members must agree on it to share one input batch.
 SHARED_INPUT = ("image_size", "grayscale", "aspect")
@@ -59,7 +59,7 @@ def check_members(names: Sequence[str], class_lists: Sequence[List[str]], preps:
 
 def load_runs(paths: Sequence, device: str = "auto"):
     """One run as is, or several as a LoadedRun whose model is their :class:`Ensemble`."""
-    from .runs import LoadedRun, load_run
+    from emoclf.runs.folder import LoadedRun, load_run
 
     paths = [Path(p) for p in paths]
     checkpoints = {(p / "best.pt" if p.is_dir() else p).resolve() for p in paths}

@@ -6,7 +6,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from .plots import _heatmap, _plt, _save, epoch_axis, normalize_rows, read_history, safe_plot
+from emoclf.plots import _heatmap, _plt, _save, epoch_axis, normalize_rows, read_history, safe_plot
 
 HEADLINE = [("accuracy", "accuracy"), ("top2_accuracy", "top-2 accuracy"), ("f1_macro", "macro F1"),
             ("f1_weighted", "weighted F1")]
@@ -65,7 +65,7 @@ def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
 @safe_plot
 def plot_confusions(rows: List[Dict], out: Path) -> Path:
     """The runs' row-normalized confusion matrices side by side."""
-    from .evaluate import read_confusion_csv
+    from emoclf.runs.metrics import read_confusion_csv
 
     plt = _plt()
     k = max(len(r["class_names"]) for r in rows)

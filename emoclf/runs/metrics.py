@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .io import atomic_path, atomic_write_json, atomic_write_text
+from emoclf.utils.files import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
 

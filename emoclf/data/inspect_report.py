@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 from typing import Dict, List
 
-from . import labels as lbl
-from . import plots
-from .download import format_table
-from .io import atomic_write_json, atomic_write_text
+from emoclf.data import labels as lbl
+from emoclf import plots
+from emoclf.data.download import format_table
+from emoclf.utils.files import atomic_write_json, atomic_write_text
 
 MAX_LISTED = 20  # rows per list in inspect.md; the CSV files hold all of them
 
@@ -89,7 +89,7 @@ def _figure(folder: Path, name: str, alt: str) -> str:
 
 
 def _duplicates_md(data: dict, folder: Path) -> List[str]:
-    from .inspect_data import leak_text
+    from emoclf.data.inspect import leak_text
 
     leaks = leak_text(data["leakage"]) or "only one split"
     lines = [f"{data['duplicate_groups']} groups of images with identical pixels ({data['duplicate_extra_copies']} "

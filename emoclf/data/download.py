@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from . import archive, fercsv, sources
-from . import labels as lbl
-from .data import MARKER, _is_hidden, _subdirs, find_splits
-from .imaging import is_image_name
-from .io import atomic_write_json
+from emoclf.data import archive
+from emoclf.data import fercsv
+from emoclf.data import sources
+from emoclf.data import labels as lbl
+from emoclf.data.dataset import MARKER, _is_hidden, _subdirs, find_splits
+from emoclf.data.imaging import is_image_name
+from emoclf.utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
 PARTIAL = ".emoclf-partial-"  # hidden, so dataset discovery never mistakes a half-written folder for data

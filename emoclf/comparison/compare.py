@@ -11,10 +11,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .config import Config, load_config, read_yaml
-from .data import discover, resolve_root
-from .io import atomic_path, atomic_write_json, file_digest
-from .runs import HOW_TO_RUN, check_run_dir, config_changes, is_finished
+from emoclf.config import Config, load_config, read_yaml
+from emoclf.data.dataset import discover, resolve_root
+from emoclf.utils.files import atomic_path, atomic_write_json, file_digest
+from emoclf.runs.folder import HOW_TO_RUN, check_run_dir, config_changes, is_finished
 
 log = logging.getLogger(__name__)
 # Column key, header in comparison.md; comparison.csv uses the keys as its header.
@@ -50,7 +50,7 @@ def plan_run(cfg: Config, overwrite: bool = False) -> str:
 
 def ensure_run(cfg: Config, overwrite: bool = False, action: str = "") -> Tuple[Path, str]:
     """A finished run of ``cfg``: reused, resumed or trained as ``plan_run`` says; and what was done."""
-    from .train import train
+    from emoclf.training.trainer import train
 
     action = action or plan_run(cfg, overwrite)
     log.info("%s run %s", {"reused": "Reusing finished", "retrained": "Retraining", "resumed": "Resuming unfinished",
@@ -65,7 +65,7 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
 
     Everything that would stop a run (its config, data and starting weights) is checked for every config
     before the first one trains."""
-    from .models.factory import starting_state
+    from emoclf.models.factory import starting_state
 
     cfgs = [load_config(p, overrides) for p in paths]
     seen: Dict[Path, str] = {}
@@ -93,9 +93,9 @@ def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int =
                    ttas: Optional[Sequence[str]] = None) -> List[Dict]:
     """Per run: ms per image (batches of TIMING_BATCH) and batch-1 latency, measured here, best of ``rounds``,
     with every view of its test-time augmentation (``ttas``, one mode per run; default none)."""
-    from .augment import Normalizer
-    from .engine import predict_logits, timed_inference
-    from .runs import device_name, load_run
+    from emoclf.data.augment import Normalizer
+    from emoclf.engine import predict_logits, timed_inference
+    from emoclf.runs.folder import device_name, load_run
 
     models = []
     for run_dir in run_dirs:
@@ -221,8 +221,8 @@ def write_csv(path: Path, rows: List[Dict]) -> None:
 
 def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/comparison"), device: str = "auto") -> Dict:
     """Write comparison.md/.csv/.json and the comparison figures for finished runs; return the summary."""
-    from .plots_compare import plot_comparison
-    from .report import write_comparison_report
+    from emoclf.comparison.figures import plot_comparison
+    from emoclf.report import write_comparison_report
 
     unique = list(dict.fromkeys(Path(r).resolve() for r in run_dirs))  # runs or evaluation folders
     if len(unique) < 2:

@@ -16,13 +16,13 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image
 
-from . import labels as lbl
-from .cache import cache_key, default_cache_dir, parallel_map
-from .data import resolve_root
-from .download import dataset_files, tally
-from .imaging import MAX_PIXELS
-from .inspect_report import write_report
-from .io import atomic_write_json, usual_folder_mode
+from emoclf.data import labels as lbl
+from emoclf.data.cache import cache_key, default_cache_dir, parallel_map
+from emoclf.data.dataset import resolve_root
+from emoclf.data.download import dataset_files, tally
+from emoclf.data.imaging import MAX_PIXELS
+from emoclf.data.inspect_report import write_report
+from emoclf.utils.files import atomic_write_json, usual_folder_mode
 
 log = logging.getLogger(__name__)
 PROBE_VERSION = 2
@@ -184,7 +184,7 @@ class Report:
 def _dataset(folder: Optional[str], config: Optional[str]) -> Tuple[Path, Path]:
     cache_dir = None
     if config:
-        from .config import load_config
+        from emoclf.config import load_config
 
         cfg = load_config(config)
         folder, cache_dir = cfg.data.root, cfg.data.cache_dir

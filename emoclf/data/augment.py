@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .config import AugmentConfig
+from emoclf.config import AugmentConfig
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]

@@ -11,8 +11,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image
 
-from .imaging import is_image_name, load_array, open_image, preprocess_pil
-from .video import is_video_name
+from emoclf.data.imaging import is_image_name, load_array, open_image, preprocess_pil
+from emoclf.inference.video import is_video_name
 
 log = logging.getLogger(__name__)
 FALLBACK = "whole_image"
@@ -60,7 +60,7 @@ def as_run_list(run: Union[str, Path, Sequence]) -> List[Path]:
 
 def default_run(outputs: Path = Path("outputs")) -> Tuple[Path, str]:
     """Best run of the latest comparison under ``outputs``, else its newest finished run; and why it was chosen."""
-    from .runs import is_finished
+    from emoclf.runs.folder import is_finished
 
     outputs = Path(outputs)
     comparisons = list(outputs.glob("comparison.json")) + list(outputs.glob("*/comparison.json")) + \
@@ -95,9 +95,9 @@ class Predictor:
                  fold: bool = True):
         import torch
 
-        from .augment import Normalizer
-        from .ensemble import load_runs, resolve_tta
-        from .models.surgery import fold_batchnorm
+        from emoclf.data.augment import Normalizer
+        from emoclf.runs.ensemble import load_runs, resolve_tta
+        from emoclf.models.surgery import fold_batchnorm
 
         runs = as_run_list(run)
         self.loaded = load_runs(runs, device)
@@ -117,7 +117,7 @@ class Predictor:
         """Class probabilities for a uint8 batch in one pass (test-time augmented as the run scores, or as asked)."""
         import torch
 
-        from .engine import predict_logits
+        from emoclf.engine import predict_logits
 
         logits = predict_logits(self.loaded.model, inputs, self.norm, max(len(inputs), 1), tta=self.tta)
         return torch.softmax(logits, 1).numpy()
@@ -129,7 +129,7 @@ class Predictor:
 
     def find_faces(self, img) -> Tuple[List, List, List]:
         """Face boxes in a PIL image (largest first), their square crop boxes and the crops; none without a detector."""
-        from .face import crop, square_crop_box
+        from emoclf.inference.face import crop, square_crop_box
 
         boxes = self.detector.detect(img) if self.detector else []
         crop_boxes = [square_crop_box(b, *img.size, self.margin) for b in boxes]
@@ -193,7 +193,7 @@ def csv_rows(record: Dict, class_names: Sequence[str]) -> List[List]:
 
 def write_csv(path: Path, records: List[Dict], class_names: Sequence[str]) -> Path:
     """predictions.csv: image, face (0: whole image), box, fallback, label, score and every class probability."""
-    from .io import atomic_path
+    from emoclf.utils.files import atomic_path
 
     with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -227,7 +227,7 @@ class Summary:
 def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Path], figures: bool,
                    emit: Callable[[Dict], None] = lambda r: None) -> Summary:
     """Predict every image of ``inputs``; unreadable images are warned about and skipped."""
-    from .plots import plot_prediction
+    from emoclf.plots import plot_prediction
 
     files, any_folder = find_images(inputs)
     figures = figures and out is not None

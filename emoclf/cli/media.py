@@ -46,7 +46,7 @@ def add_media_args(p: argparse.ArgumentParser) -> None:
 
 def detector_of(args):
     """The face detector the options ask for, or None."""
-    from .face import FaceDetector, check_margin
+    from emoclf.inference.face import FaceDetector, check_margin
 
     check_margin(args.margin)  # before any model is loaded or image read
     if not args.haar:
@@ -59,7 +59,7 @@ def detector_of(args):
 
 def split_media(args) -> Tuple[List[str], List[str]]:
     """predict's inputs as (images and folders, video files); checks --webcam and --every."""
-    from .video import is_video_name
+    from emoclf.inference.video import is_video_name
 
     if args.every < 1:
         raise ValueError(f"--every must be 1 or more (score every Nth frame); got {args.every}.")
@@ -75,12 +75,12 @@ def split_media(args) -> Tuple[List[str], List[str]]:
 def predict_media(args, predictor, videos: List[str], info) -> None:
     """Run the webcam view or score each video file, printing one line per video."""
     if args.webcam is not None:
-        from .webcam import run_webcam
+        from emoclf.inference.webcam import run_webcam
 
         shown = run_webcam(predictor, args.webcam, args.every)
         print(f"Camera {args.webcam}: {shown} frame(s) shown.", file=info)
         return
-    from .video import predict_video
+    from emoclf.inference.video import predict_video
 
     for video in videos:
         result = predict_video(predictor, Path(video), Path(args.out), args.every, annotated=not args.no_figure)
@@ -92,8 +92,8 @@ def predict_media(args, predictor, videos: List[str], info) -> None:
 
 def cmd_explain(args) -> int:
     """emoclf explain: Grad-CAM figure per image (per face with --haar)."""
-    from .explain import Explainer, explain_inputs
-    from .predict import default_run, describe
+    from emoclf.inference.explain import Explainer, explain_inputs
+    from emoclf.inference.predict import default_run, describe
 
     info = sys.stderr if args.json else sys.stdout
     run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))

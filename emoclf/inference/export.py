@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
-from . import __version__
+from emoclf import __version__
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -169,8 +169,8 @@ def side_file(out: Path) -> Path:
 def export_run(run: Path, fmt: str = "onnx", out: Optional[Path] = None, force: bool = False,
                exporter: str = "auto") -> Path:
     """Export a run folder or checkpoint to ``out``; refuses to replace a file unless ``force``."""
-    from .io import atomic_path, atomic_write_json
-    from .runs import load_run
+    from emoclf.utils.files import atomic_path, atomic_write_json
+    from emoclf.runs.folder import load_run
 
     check_format(fmt)
     if fmt == "onnx":

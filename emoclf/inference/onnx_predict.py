@@ -8,7 +8,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .predict import Predictor, as_run_list
+from emoclf.inference.predict import Predictor, as_run_list
 
 log = logging.getLogger(__name__)
 # Same views as emoclf.engine.tta_views (kept here so that this module never imports torch).
@@ -136,7 +136,7 @@ def make_predictor(run, backend: str = "torch", device: str = "auto", detector=N
     if run.suffix.lower() == ".onnx":
         return OnnxPredictor(run, device, detector, margin, tta)
     if backend == "onnx":
-        from .export import onnx_for_run
+        from emoclf.inference.export import onnx_for_run
 
         return OnnxPredictor(onnx_for_run(run), device, detector, margin, tta)
     return Predictor(run, device, detector, margin, tta)

@@ -13,17 +13,17 @@ from typing import AbstractSet, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from . import __version__
-from . import checkpoint as ck
-from .augment import Normalizer
-from .config import Config, read_yaml, to_dict
-from .data import Split, labelled_split, load_split
-from .engine import check_tta, predict_logits, select_device, timed_inference, use_channels_last
-from .evaluate import write_eval_files
-from .io import atomic_write_text, file_digest
-from .models import count_parameters
-from .plots import plot_run
-from .report import write_run_report
+from emoclf import __version__
+from emoclf.runs import checkpoint as ck
+from emoclf.data.augment import Normalizer
+from emoclf.config import Config, read_yaml, to_dict
+from emoclf.data.dataset import Split, labelled_split, load_split
+from emoclf.engine import check_tta, predict_logits, select_device, timed_inference, use_channels_last
+from emoclf.runs.metrics import write_eval_files
+from emoclf.utils.files import atomic_write_text, file_digest
+from emoclf.models import count_parameters
+from emoclf.plots import plot_run
+from emoclf.report import write_run_report
 
 log = logging.getLogger(__name__)
 # Keys that change how a run is computed, not what it computes.
@@ -281,8 +281,8 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
     Writes RUN/eval/<data>-<split>[-tta]/, or for several runs ensemble-<names>/<data>-<split>[-tta]/ beside the
     first; ``out`` replaces that parent folder.
     """
-    from .ensemble import ensemble_dir, load_runs, resolve_tta
-    from .predict import as_run_list
+    from emoclf.runs.ensemble import ensemble_dir, load_runs, resolve_tta
+    from emoclf.inference.predict import as_run_list
 
     runs = as_run_list(run)
     lr = load_runs(runs, device)

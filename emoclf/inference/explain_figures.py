@@ -6,7 +6,7 @@ from typing import List
 
 import numpy as np
 
-from .plots import _plt, _save, _score_bars, _show_original, safe_plot
+from emoclf.plots import _plt, _save, _score_bars, _show_original, safe_plot
 
 ALPHA = 0.45  # heat map opacity: the face stays recognisable under it
 

@@ -7,16 +7,16 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from . import __version__
-from .config import Config, from_dict, to_dict
-from .io import load_checkpoint, save_checkpoint
+from emoclf import __version__
+from emoclf.config import Config, from_dict, to_dict
+from emoclf.utils.files import load_checkpoint, save_checkpoint
 
 FORMAT = "emoclf-checkpoint"
 
 
 def preprocessing(cfg: Config) -> Dict:
     """The preprocessing a model expects, as plain data."""
-    from .augment import norm_stats
+    from emoclf.data.augment import norm_stats
 
     mean, std = norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std)
     return {"image_size": cfg.data.image_size, "grayscale": cfg.data.grayscale, "aspect": cfg.data.aspect,
@@ -57,7 +57,7 @@ def read(path: Path) -> Dict:
 
 def model_from_checkpoint(ckpt: Dict, source: str = "checkpoint") -> Tuple[nn.Module, Config]:
     """Rebuild the exact model of a checkpoint and load its weights (no download)."""
-    from .models.factory import architecture
+    from emoclf.models.factory import architecture
 
     cfg = from_dict(ckpt["config"])
     names = ckpt["class_names"]

@@ -94,7 +94,7 @@ class Explainer:
     """A finished run's model, its preprocessing, optional face detector and the layer Grad-CAM reads."""
 
     def __init__(self, run: Path, device: str = "auto", detector=None, margin: float = 0.2):
-        from .predict import Predictor
+        from emoclf.inference.predict import Predictor
 
         # No test-time augmentation: the scores shown are those of the very forward pass that is explained; no
         # BatchNorm folding: Grad-CAM may read a convolution's own output.
@@ -107,7 +107,7 @@ class Explainer:
 
     def explain_file(self, path: Path, all_classes: bool = False) -> Explanation:
         """Prediction and Grad-CAM of one image: per detected face, else the whole image."""
-        from .imaging import square
+        from emoclf.data.imaging import square
 
         pred = self.predictor.predict_file(Path(path), keep_images=True)
         x = self.predictor.norm(torch.from_numpy(pred.inputs))
@@ -133,8 +133,8 @@ def _figure_path(out: Path, image: Path, used: set) -> Path:
 def explain_inputs(explainer: Explainer, inputs: Sequence[str], out: Path, all_classes: bool = False,
                    emit: Callable[[Dict], None] = lambda r: None) -> List[Dict]:
     """Grad-CAM figure of every image of ``inputs`` into ``out``; unreadable images are warned about and skipped."""
-    from .plots_explain import plot_explanation
-    from .predict import UNREADABLE, find_images
+    from emoclf.inference.explain_figures import plot_explanation
+    from emoclf.inference.predict import UNREADABLE, find_images
 
     files, _ = find_images(inputs)
     records, used = [], set()

@@ -11,10 +11,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from . import labels as lbl
-from .cache import default_cache_dir, load_images
-from .config import DataConfig, did_you_mean
-from .imaging import is_image_name
+from emoclf.data import labels as lbl
+from emoclf.data.cache import default_cache_dir, load_images
+from emoclf.config import DataConfig, did_you_mean
+from emoclf.data.imaging import is_image_name
 
 log = logging.getLogger(__name__)
 

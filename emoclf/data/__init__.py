@@ -1,0 +1,1 @@
+"""Datasets: discovery, labels, decoding, cache, augmentation, download, inspection."""

@@ -1,0 +1,1 @@
+"""The run folder: its contract, checkpoints, metrics, loading and evaluating a run, ensembles, reports."""

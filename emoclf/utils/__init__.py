@@ -1,0 +1,1 @@
+"""Low-level helpers: atomic file writes, safe YAML, torchrun helpers, text helpers."""
