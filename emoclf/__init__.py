@@ -1,3 +1,4 @@
 """emoclf: train, evaluate, compare and run facial-emotion classifiers from a YAML config."""
+from emoclf.utils.version import __version__
 
-__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -2,97 +2,126 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Sequence
 
 import yaml
 
-from emoclf.utils.yamlio import read_yaml, safe_yaml, show as _show  # noqa: F401  (read_yaml: part of this module's API)
+from emoclf.utils.text import did_you_mean
+from emoclf.utils.text import show as _show
+from emoclf.utils.yamlio import read_yaml, safe_yaml
+
+TTA_MODES = ("none", "flip", "tencrop")  # test-time augmentation: the input; and its mirror; or 5 crops and flips
+TENCROP_FRACTION = 0.9  # tencrop: crop side as a share of the image, resized back to the model's input size
+
+
+def setting(default: Any, doc: str, *, low: Optional[float] = None, high: Optional[float] = None,
+            low_open: bool = False, high_open: bool = False, choices: Optional[Sequence[str]] = None) -> Any:
+    """A config field with its documentation and the values it allows, written once.
+
+    ``low``/``high`` bound a number (inclusive unless ``low_open``/``high_open``); ``choices`` lists the
+    allowed strings. Loading checks them, and configs/default.yaml is generated from them."""
+    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open,
+            "choices": tuple(choices) if choices else None}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class DataConfig:
     """Where the images are and how each one becomes a tensor."""
 
-    root: str = "data"  # dataset folder with train/ and validation/ (or val/, test/) class folders
-    image_size: int = 48  # pixels, side of the square model input (8..1024)
-    grayscale: bool = True  # true: 1 channel; false: RGB
-    aspect: str = "pad"  # non-square images: "pad" (letterbox) or "crop" (centre crop); never stretched
-    val_fraction: float = 0.15  # share of train held out when there is no validation folder (0..0.9)
-    drop_classes: List[str] = field(default_factory=list)  # class names (any alias) to leave out
-    mean: Optional[List[float]] = None  # per-channel normalization mean; null: ImageNet's
-    std: Optional[List[float]] = None  # per-channel normalization std; null: ImageNet's
-    cache_dir: Optional[str] = None  # decoded-image cache; null: <root>/.emoclf-cache (or ~/.cache/emoclf)
+    root: str = setting("data", "dataset folder with train/ and validation/ (or val/, test/) class folders")
+    image_size: int = setting(48, "pixels, side of the square model input", low=8, high=1024)
+    grayscale: bool = setting(True, "true: 1 channel; false: RGB")
+    aspect: str = setting("pad", "non-square images: pad (letterbox) or crop (centre crop); never stretched",
+                          choices=("pad", "crop"))
+    val_fraction: float = setting(0.15, "share of train held out when there is no validation folder", low=0.0,
+                                  high=0.9, low_open=True)
+    drop_classes: List[str] = setting([], "class names (any alias) to leave out")
+    mean: Optional[List[float]] = setting(None, "per-channel normalization mean; null: ImageNet's")
+    std: Optional[List[float]] = setting(None, "per-channel normalization std (> 0); null: ImageNet's")
+    cache_dir: Optional[str] = setting(None, "decoded-image cache; null: <root>/.emoclf-cache (or ~/.cache/emoclf)")
 
 
 @dataclass
 class AugmentConfig:
     """Training-time augmentation, applied on whole batches; never at evaluation."""
 
-    hflip: bool = True  # random horizontal flip (p=0.5)
-    rotation: float = 10.0  # degrees, uniform in [-rotation, rotation] (0..180)
-    translate: float = 0.1  # random shift as a share of the side, like a padded random crop (0..0.5)
-    scale: float = 0.1  # random zoom in [1-scale, 1+scale] (0..0.9)
-    brightness: float = 0.2  # brightness jitter factor in [1-b, 1+b] (0..1)
-    contrast: float = 0.2  # contrast jitter factor in [1-c, 1+c] (0..1)
-    erasing: float = 0.25  # probability of random erasing of one rectangle (0..1)
+    hflip: bool = setting(True, "random horizontal flip (p=0.5)")
+    rotation: float = setting(10.0, "degrees, uniform in [-rotation, rotation]", low=0, high=180)
+    translate: float = setting(0.1, "random shift as a share of the side, like a padded random crop", low=0, high=0.5)
+    scale: float = setting(0.1, "random zoom in [1-scale, 1+scale]", low=0, high=0.9)
+    brightness: float = setting(0.2, "brightness jitter factor in [1-b, 1+b]", low=0, high=1)
+    contrast: float = setting(0.2, "contrast jitter factor in [1-c, 1+c]", low=0, high=1)
+    erasing: float = setting(0.25, "probability of random erasing of one rectangle", low=0, high=1)
 
 
 @dataclass
 class ModelConfig:
     """Which network, and how it starts."""
 
-    name: str = "cnn"  # registered model: cnn, resnet18, mobilenet_v3_small, mobilenet_v3_large, or any torchvision classifier
-    pretrained: bool = False  # load torchvision's ImageNet weights (downloads once into the torch cache)
-    weights_path: Optional[str] = None  # local weights file (torchvision state dict or emoclf checkpoint)
-    freeze: str = "none"  # "none": fine-tune everything; "backbone": train only the classifier head
-    stem: str = "auto"  # "imagenet" keeps the stem; "small" keeps resolution for small faces; "auto": small below 96 px
-    dropout: float = 0.3  # dropout before the classifier of the cnn (0..0.9)
-    width: int = 32  # cnn: channels of the first block, doubled per block (4..512)
-    depth: int = 4  # cnn: number of conv blocks (1..6)
-    norm: str = "batch"  # cnn: "batch" (BatchNorm) or "group" (GroupNorm: independent of the batch size)
+    name: str = setting("cnn", "registered model: cnn, resnet18, mobilenet_v3_small, mobilenet_v3_large, or any "
+                        "torchvision classifier (emoclf models --all)")
+    pretrained: bool = setting(False, "load torchvision's ImageNet weights (downloads once into the torch cache)")
+    weights_path: Optional[str] = setting(None, "local weights file (torchvision state dict or emoclf checkpoint)")
+    freeze: str = setting("none", "none: fine-tune everything; backbone: train only the classifier head",
+                          choices=("none", "backbone"))
+    stem: str = setting("auto", "imagenet keeps the stem; small keeps resolution for small faces; auto: small below "
+                        "96 px", choices=("auto", "imagenet", "small"))
+    dropout: float = setting(0.3, "dropout before the classifier of the cnn", low=0, high=0.9)
+    width: int = setting(32, "cnn: channels of the first block, doubled per block", low=4, high=512)
+    depth: int = setting(4, "cnn: number of conv blocks", low=1, high=6)
+    norm: str = setting("batch", "cnn: batch (BatchNorm) or group (GroupNorm: independent of the batch size)",
+                        choices=("batch", "group"))
 
 
 @dataclass
 class TrainConfig:
     """The optimisation loop."""
 
-    epochs: int = 15  # passes over the training set (1..10000)
-    batch_size: int = 64  # images per step, per process under torchrun (1..65536)
-    lr: float = 1e-3  # peak learning rate (>0)
-    optimizer: str = "adamw"  # adam | adamw | sgd
-    momentum: float = 0.9  # sgd momentum (0..1)
-    weight_decay: float = 1e-4  # (>=0)
-    scheduler: str = "cosine"  # cosine | step | plateau | none
-    warmup_epochs: int = 0  # linear warm-up epochs before the schedule (>=0)
-    step_size: int = 10  # step: epochs between decays (>=1)
-    gamma: float = 0.1  # step/plateau: decay factor (0..1)
-    plateau_patience: int = 3  # plateau: epochs without a better validation macro F1 before decaying (>=0)
-    label_smoothing: float = 0.0  # (0..0.5)
-    class_weights: str = "none"  # "none" or "balanced" (inverse class frequency in the loss)
-    sampler: str = "shuffle"  # "shuffle" or "balanced" (oversample rare classes)
-    early_stopping: int = 0  # stop after this many epochs without a better validation macro F1; 0: off
-    device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
-    amp: str = "auto"  # mixed precision: auto (bf16 on CUDA when supported) | bf16 | fp16 | off
-    channels_last: str = "auto"  # auto | on | off
-    compile: bool = False  # torch.compile the model
-    sync_bn: bool = False  # torchrun on CUDA: synchronise BatchNorm statistics across processes
-    time_limit: float = 0.0  # minutes of training after which the run stops cleanly; 0: none
-    num_threads: int = 0  # CPU threads for torch; 0: all cores
-    eval_batch_size: int = 256  # images per evaluation step (1..65536)
-    tta: str = "none"  # test-time augmentation of the final scoring: none | flip | tencrop (5 crops and their flips)
+    epochs: int = setting(15, "passes over the training set", low=1, high=10000)
+    batch_size: int = setting(64, "images per step, per process under torchrun", low=1, high=65536)
+    lr: float = setting(1e-3, "peak learning rate", low=0, high=10, low_open=True)
+    optimizer: str = setting("adamw", "the optimizer (sgd uses Nesterov momentum when momentum > 0)",
+                             choices=("adam", "adamw", "sgd"))
+    momentum: float = setting(0.9, "sgd momentum", low=0, high=1)
+    weight_decay: float = setting(1e-4, "decoupled for adamw, L2 for adam and sgd", low=0)
+    scheduler: str = setting("cosine", "learning-rate schedule after the warm-up",
+                             choices=("cosine", "step", "plateau", "none"))
+    warmup_epochs: int = setting(0, "linear warm-up epochs before the schedule", low=0)
+    step_size: int = setting(10, "step: epochs between decays", low=1)
+    gamma: float = setting(0.1, "step/plateau: decay factor", low=0, high=1, low_open=True)
+    plateau_patience: int = setting(3, "plateau: epochs without a better validation macro F1 before decaying", low=0)
+    label_smoothing: float = setting(0.0, "share of the target spread over all classes", low=0, high=0.5)
+    class_weights: str = setting("none", "balanced: inverse class frequency in the loss",
+                                 choices=("none", "balanced"))
+    sampler: str = setting("shuffle", "balanced: oversample rare classes", choices=("shuffle", "balanced"))
+    early_stopping: int = setting(0, "stop after this many epochs without a better validation macro F1; 0: off",
+                                  low=0)
+    device: str = setting("auto", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps")
+    amp: str = setting("auto", "mixed precision: auto is bf16 on CUDA when supported", choices=("auto", "bf16", "fp16",
+                                                                                              "off"))
+    channels_last: str = setting("auto", "NHWC memory format; auto: on for CUDA and CPU", choices=("auto", "on", "off"))
+    compile: bool = setting(False, "torch.compile the model")
+    sync_bn: bool = setting(False, "torchrun on CUDA: synchronise BatchNorm statistics across processes")
+    time_limit: float = setting(0.0, "minutes of training after which the run stops cleanly; 0: none", low=0)
+    num_threads: int = setting(0, "CPU threads for torch; 0: all cores", low=0, high=4096)
+    eval_batch_size: int = setting(256, "images per evaluation step", low=1, high=65536)
+    tta: str = setting("none", "test-time augmentation of the final scoring (tencrop: 5 crops and their flips)",
+                       choices=TTA_MODES)
 
 
 @dataclass
 class OutputConfig:
     """Where the run folder goes."""
 
-    dir: str = "outputs"  # parent folder of run folders
-    name: Optional[str] = None  # run folder name; null: the config file's name, else the model name
+    dir: str = setting("outputs", "parent folder of run folders")
+    name: Optional[str] = setting(None, "run folder name; null: the config file's name, else the model name")
 
 
 @dataclass
@@ -104,7 +133,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
-    seed: int = 42  # seeds data order, augmentation and initialisation
+    seed: int = setting(42, "seeds data order, augmentation and initialisation", low=0, high=2**32 - 1)
 
     @property
     def run_name(self) -> str:
@@ -117,58 +146,28 @@ class Config:
         return Path(self.output.dir) / self.run_name
 
 
-MAX_SEED = 2**32 - 1
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "seed"}
-
-CHOICES = {
-    ("data", "aspect"): ("pad", "crop"),
-    ("model", "freeze"): ("none", "backbone"),
-    ("model", "stem"): ("auto", "imagenet", "small"),
-    ("model", "norm"): ("batch", "group"),
-    ("train", "optimizer"): ("adam", "adamw", "sgd"),
-    ("train", "scheduler"): ("cosine", "step", "plateau", "none"),
-    ("train", "class_weights"): ("none", "balanced"),
-    ("train", "sampler"): ("shuffle", "balanced"),
-    ("train", "amp"): ("auto", "bf16", "fp16", "off"),
-    ("train", "channels_last"): ("auto", "on", "off"),
-    ("train", "tta"): ("none", "flip", "tencrop"),
-}
-
-# (low, high, low inclusive, high inclusive); None is unbounded
-RANGES = {
-    ("data", "image_size"): (8, 1024, True, True),
-    ("data", "val_fraction"): (0.0, 0.9, False, True),
-    ("augment", "rotation"): (0, 180, True, True),
-    ("augment", "translate"): (0, 0.5, True, True),
-    ("augment", "scale"): (0, 0.9, True, True),
-    ("augment", "brightness"): (0, 1, True, True),
-    ("augment", "contrast"): (0, 1, True, True),
-    ("augment", "erasing"): (0, 1, True, True),
-    ("model", "dropout"): (0, 0.9, True, True),
-    ("model", "width"): (4, 512, True, True),
-    ("model", "depth"): (1, 6, True, True),
-    ("train", "epochs"): (1, 10000, True, True),
-    ("train", "batch_size"): (1, 65536, True, True),
-    ("train", "lr"): (0, 10, False, True),
-    ("train", "momentum"): (0, 1, True, True),
-    ("train", "weight_decay"): (0, None, True, True),
-    ("train", "warmup_epochs"): (0, None, True, True),
-    ("train", "step_size"): (1, None, True, True),
-    ("train", "gamma"): (0, 1, False, True),
-    ("train", "plateau_patience"): (0, None, True, True),
-    ("train", "label_smoothing"): (0, 0.5, True, True),
-    ("train", "early_stopping"): (0, None, True, True),
-    ("train", "time_limit"): (0, None, True, True),
-    ("train", "num_threads"): (0, 4096, True, True),
-    ("train", "eval_batch_size"): (1, 65536, True, True),
-}
+_SECTION_CLASSES = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig,
+                    "output": OutputConfig}
 
 
-def did_you_mean(name: str, known: typing.Iterable[str]) -> str:
-    if len(name) > 100:
+def rules(section: str, key: str) -> dict:
+    """The documentation and allowed values of ``section.key`` (``section`` "" for the top-level seed)."""
+    cls = _SECTION_CLASSES[section] if section else Config
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
+
+
+def allowed(meta: dict) -> str:
+    """The allowed values of a field for people: 'one of a, b', '[8, 1024]', '(0, inf)'; '' when any."""
+    if meta.get("choices"):
+        return "one of " + ", ".join(meta["choices"])
+    lo, hi = meta.get("low"), meta.get("high")
+    if lo is None and hi is None:
         return ""
-    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    lo_s = "-inf" if lo is None else f"{lo}"
+    hi_s = "inf" if hi is None else f"{hi}"
+    return ("(" if meta["low_open"] or lo is None else "[") + f"{lo_s}, {hi_s}" + \
+        (")" if meta["high_open"] or hi is None else "]")
 
 
 def _coerce(where: str, value: Any, hint: Any) -> Any:
@@ -213,25 +212,22 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
 
 
 def _check_range(section: str, key: str, value: Any) -> None:
-    where = f"{section}.{key}"
-    if (section, key) in CHOICES and value not in CHOICES[(section, key)]:
-        choices = ", ".join(CHOICES[(section, key)])
-        raise ValueError(f"{where} must be one of {choices}; got {_show(value)}.{did_you_mean(str(value), CHOICES[(section, key)])}")
-    if (section, key) in RANGES and value is not None:
-        lo, hi, lo_inc, hi_inc = RANGES[(section, key)]
-        bad_lo = lo is not None and (value < lo if lo_inc else value <= lo)
-        bad_hi = hi is not None and (value > hi if hi_inc else value >= hi)
-        if bad_lo or bad_hi:
-            lo_s = "-inf" if lo is None else f"{lo}"
-            hi_s = "inf" if hi is None else f"{hi}"
-            brackets = ("[" if lo_inc else "(") + f"{lo_s}, {hi_s}" + ("]" if hi_inc else ")")
-            raise ValueError(f"{where}={_show(value)} is out of range; allowed: {brackets}.")
+    where = f"{section}.{key}" if section else key
+    meta = rules(section, key)
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise ValueError(f"{where} must be one of {', '.join(choices)}; got {_show(value)}."
+                         f"{did_you_mean(str(value), choices)}")
+    lo, hi = meta.get("low"), meta.get("high")
+    if value is None or (lo is None and hi is None):
+        return
+    bad_lo = lo is not None and (value <= lo if meta["low_open"] else value < lo)
+    bad_hi = hi is not None and (value >= hi if meta["high_open"] else value > hi)
+    if bad_lo or bad_hi:
+        raise ValueError(f"{where}={_show(value)} is out of range; allowed: {allowed(meta)}.")
 
 
 def _validate(cfg: Config) -> None:
-    from emoclf.models import check_model_name
-
-    check_model_name(cfg.model.name)
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
@@ -244,8 +240,7 @@ def _validate(cfg: Config) -> None:
             raise ValueError(f"data.{key} needs {need}; got {val}.")
     if cfg.data.std is not None and any(s <= 0 for s in cfg.data.std):
         raise ValueError(f"data.std values must be > 0; got {cfg.data.std}.")
-    if not 0 <= cfg.seed <= MAX_SEED:
-        raise ValueError(f"seed={_show(cfg.seed)} is out of range; allowed: [0, {MAX_SEED}].")
+    _check_range("", "seed", cfg.seed)
     name = cfg.output.name
     if name is not None and (not name or any(c in name for c in ("/", "\\", "\0")) or name in (".", "..")):
         raise ValueError(f"output.name must be a plain folder name; got {_show(cfg.output.name)}.")
@@ -260,9 +255,10 @@ def _merge_section(section: str, obj: Any, values: Any) -> None:
             if key in ("seed",):  # a top-level key written inside a section
                 raise ValueError(f"Unknown key '{section}.{key}': '{key}' is a top-level key, not part of a section. "
                                  f"Write `{key}: VALUE` at the top level of the file, or --set {key}=VALUE.")
-            raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{did_you_mean(str(key), hints)} Known keys in '{section}': {', '.join(hints)}.")
-        if isinstance(value, bool) and (section, key) in CHOICES:  # YAML 1.1 reads on/off, yes/no as booleans
-            choices = CHOICES[(section, key)]
+            raise ValueError(f"Unknown key '{section}.{_show(key, False)}'.{did_you_mean(str(key), hints)} "
+                             f"Known keys in '{section}': {', '.join(hints)}.")
+        choices = rules(section, key).get("choices")
+        if isinstance(value, bool) and choices:  # YAML 1.1 reads on/off, yes/no as booleans
             if ("on" if value else "off") not in choices:
                 raise ValueError(f"{section}.{key} must be one of {', '.join(choices)}; got {value} (YAML reads "
                                  f"on/off, yes/no and true/false as true or false).")
@@ -281,7 +277,8 @@ def merge(cfg: Config, values: dict) -> Config:
             _merge_section(section, getattr(cfg, section), sub)
         else:
             known = list(SECTIONS) + ["seed"]
-            raise ValueError(f"Unknown section '{_show(section, False)}'.{did_you_mean(str(section), known)} Known sections: {', '.join(known)}.")
+            raise ValueError(f"Unknown section '{_show(section, False)}'.{did_you_mean(str(section), known)} "
+                             f"Known sections: {', '.join(known)}.")
     return cfg
 
 
@@ -333,3 +330,37 @@ def save_config(cfg: Config, path: Path) -> None:
     from emoclf.utils.files import atomic_write_text
 
     atomic_write_text(Path(path), yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _type_name(hint: Any) -> str:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:
+        return _type_name(next(a for a in args if a is not type(None))) + " or null"
+    if typing.get_origin(hint) in (list, List):
+        return f"list of {_type_name(args[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _yaml_line(key: str, value: Any, hint: Any, meta: dict, indent: str) -> str:
+    text = yaml.safe_dump({key: value}, default_flow_style=True, width=1000).strip()[1:-1]
+    limits = allowed(meta)
+    if limits and not meta.get("choices"):
+        limits = f"range {limits}"
+    doc = f"{_type_name(hint)}: {meta['doc']}" + (f"; {limits}" if limits else "")
+    return f"{indent}{text}  # {doc}"
+
+
+def default_yaml() -> str:
+    """configs/default.yaml: every key with its default, type, meaning and allowed values."""
+    lines = ["# Every config key with its default, type, meaning and allowed values; generated from emoclf/config.py",
+             "# by scripts/write_default_config.py (edit the dataclasses there, not this file).",
+             "# Precedence: these defaults < your YAML file < --set section.key=value on the command line.", ""]
+    cfg = Config()
+    for section in SECTIONS:
+        obj = getattr(cfg, section)
+        hints = typing.get_type_hints(type(obj))
+        lines.append(f"{section}:")
+        for f in dataclasses.fields(obj):
+            lines.append(_yaml_line(f.name, getattr(obj, f.name), hints[f.name], dict(f.metadata), "  "))
+    lines += ["", _yaml_line("seed", cfg.seed, int, rules("", "seed"), "")]
+    return "\n".join(lines) + "\n"

@@ -4,15 +4,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import dataclass
-from typing import Callable, Iterable, List, Optional
+from typing import List, Optional
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emoclf.data.augment import BatchAugment, Normalizer
+from emoclf.config import TENCROP_FRACTION, TTA_MODES
+from emoclf.data.augment import Normalizer
 
 
 def select_device(name: str, option: str = "train.device") -> torch.device:
@@ -48,7 +48,8 @@ def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
 
 
 def use_channels_last(mode: str, device: torch.device) -> bool:
-    """``on``/``off`` as asked; ``auto``: on for CUDA and CPU (NHWC convolutions are faster on both), off on MPS; a fixed rule, not a timing, so runs stay reproducible."""
+    """``on``/``off`` as asked; ``auto``: on for CUDA and CPU (NHWC convolutions are faster on both), off on MPS;
+    a fixed rule, not a timing, so runs stay reproducible."""
     if mode != "auto":
         return mode == "on"
     return device.type in ("cuda", "cpu")
@@ -68,77 +69,12 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Host tensor to ``device``; through pinned memory on CUDA so the copy never stalls the GPU queue."""
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
-def fetch(images, labels, idx: np.ndarray, device: torch.device):
-    """A uint8 batch and its labels on ``device``, from host arrays or from tensors resident on the device."""
-    if isinstance(images, torch.Tensor):
-        i = to_device(torch.from_numpy(idx), images.device)
-        return images[i], labels[i]
-    idx = np.sort(idx) if isinstance(images, np.memmap) else idx  # sequential reads from a memory map
-    return to_device(torch.from_numpy(images[idx]), device), to_device(torch.from_numpy(labels[idx]), device)
-
-
 def resident(array: np.ndarray, device: torch.device, share: float = 0.3):
     """The array as a tensor on a CUDA device when it fits in ``share`` of its free memory; else unchanged."""
     if device.type != "cuda":
         return array
     free, _ = torch.cuda.mem_get_info(device)
     return torch.from_numpy(np.asarray(array)).to(device) if array.nbytes < share * free else array
-
-
-@dataclass
-class EpochResult:
-    """Summed loss, image count and the labels/predictions seen in one pass."""
-
-    loss_sum: float
-    count: int
-    y_true: np.ndarray
-    y_pred: np.ndarray
-    seconds: float
-
-
-def train_epoch(model: nn.Module, images: np.ndarray, labels: np.ndarray, order_batches: Iterable[np.ndarray],
-                optimizer: torch.optim.Optimizer, loss_fn: nn.Module, norm: Normalizer, augment: BatchAugment,
-                gen: torch.Generator, scaler, dtype: Optional[torch.dtype], progress: Callable = None,
-                on_step: Optional[Callable[[int], object]] = None) -> EpochResult:
-    """One pass of optimisation over ``order_batches`` (index arrays into ``images``)."""
-    model.train()
-    start, total_loss, count = time.perf_counter(), 0.0, 0
-    trues: List[torch.Tensor] = []
-    preds: List[torch.Tensor] = []
-    device = norm.device
-    for step, idx in enumerate(order_batches):
-        if on_step is not None:
-            on_step(step)
-        x, y = fetch(images, labels, idx, device)
-        x = augment(x, norm, gen)
-        with autocast(device, dtype):
-            logits = model(x)
-            loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        n = len(idx)
-        total_loss += loss.detach() * n if device.type != "cpu" else loss.item() * n
-        count += n
-        preds.append(logits.detach().argmax(1))
-        trues.append(y)  # as fetched: a memory-mapped read sorts the batch
-        if progress is not None:
-            progress(n, loss, logits, y)
-    y_pred = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
-    y_true = torch.cat(trues).cpu().numpy() if trues else np.zeros(0, dtype=np.int64)
-    return EpochResult(float(total_loss), count, y_true, y_pred, time.perf_counter() - start)
-
-
-TTA_MODES = ("none", "flip", "tencrop")
-TENCROP_FRACTION = 0.9  # crop side as a share of the image, resized back to the model's input size
 
 
 def tta_views(x: torch.Tensor, mode: str) -> List[torch.Tensor]:

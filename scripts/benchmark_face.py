@@ -25,13 +25,14 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emoclf.inference.face import FaceDetector  # noqa: E402
+from emoclf.inference.face import FaceDetector
 
 # (cascade, scale factor, min neighbours, detect size, min face); the first is emoclf's default, the second and
 # third the earlier ones.
 SETTINGS = [("alt", 1.2, 3, 320, 48), ("alt", 1.2, 3, 320, 0), ("default", 1.1, 6, 320, 0), ("alt", 1.15, 3, 320, 48),
             ("alt", 1.15, 3, 320, 0), ("alt", 1.1, 4, 320, 0), ("alt", 1.2, 3, 320, 56), ("alt", 1.2, 3, 256, 0),
-            ("alt", 1.2, 2, 320, 48), ("alt2", 1.2, 2, 320, 48), ("alt2", 1.2, 3, 320, 48), ("default", 1.2, 4, 320, 48),
+            ("alt", 1.2, 2, 320, 48), ("alt2", 1.2, 2, 320, 48), ("alt2", 1.2, 3, 320, 48),
+            ("default", 1.2, 4, 320, 48),
             ("default", 1.1, 6, 320, 48)]
 NO_FACE = ("chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass", "gravel",
            "page", "text", "horse", "coins", "moon")

@@ -34,9 +34,9 @@ CONFIGS = {"cnn": "configs/cnn.yaml", "mobilenet_v3_small": "configs/mobilenet_v
 
 def untrained_run(name: str, dest: Path) -> Path:
     """A run folder holding only best.pt: the configured model with random weights."""
-    from emoclf.runs import checkpoint as ck
     from emoclf.config import load_config
     from emoclf.models.factory import architecture
+    from emoclf.runs import checkpoint as ck
 
     cfg = load_config(str(REPO / CONFIGS[name]), ["model.pretrained=false", f"output.dir={dest}"])
     classes = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]

@@ -32,9 +32,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emoclf.config import load_config  # noqa: E402
-from emoclf.data.dataset import find_splits, resolve_root, scan_folder  # noqa: E402
-from emoclf.training.trainer import Trainer  # noqa: E402
+from emoclf.config import load_config
+from emoclf.data.dataset import find_splits, resolve_root, scan_folder
+from emoclf.training.trainer import Trainer
 
 MODELS = [("cnn", "configs/cnn.yaml"), ("resnet18", "configs/resnet18.yaml"),
           ("mobilenet_v3", "configs/mobilenet_v3.yaml")]
@@ -168,7 +168,7 @@ def reference_rate(trainer: Trainer, root: Path, workers: int, same_layout: bool
     n = run()
     sync(dev)
     rate = n / (time.perf_counter() - start)
-    del loader  # its worker processes end here, not during the next measurement
+    loader = None  # drops the DataLoader: its worker processes end here, not during the next measurement
     return rate
 
 
@@ -192,7 +192,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder with train/ and validation/ class folders")
     p.add_argument("--images", type=int, default=2048, help="training images in the benchmark subset")
-    p.add_argument("--models", default=",".join(m for m, _ in MODELS), help="comma-separated: cnn,resnet18,mobilenet_v3")
+    p.add_argument("--models", default=",".join(m for m, _ in MODELS),
+                   help="comma-separated: cnn,resnet18,mobilenet_v3")
     p.add_argument("--steps", type=int, default=30, help="steps for the ceiling measurement")
     p.add_argument("--rounds", type=int, default=1, help="measure each model this many times, interleaved, and "
                    "print the medians (a shared machine's speed moves between minutes)")
@@ -215,7 +216,8 @@ def main() -> int:
         if name not in args.models.split(","):
             continue
         cfg = load_config(path, [f"data.root={root}", f"output.dir={tmp / 'runs'}", "model.pretrained=false",
-                                 f"train.device={args.device}", "data.cache_dir=" + str(tmp / "cache")] + args.overrides)
+                                 f"train.device={args.device}", "data.cache_dir=" + str(tmp / "cache")]
+                          + args.overrides)
         trainer = Trainer(cfg)
         rounds = []
         for _ in range(args.rounds):  # interleaved, so that a slow minute of a shared machine hits every column

@@ -47,9 +47,9 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emoclf.utils.files import load_checkpoint  # noqa: E402
-from emoclf.runs.folder import is_finished  # noqa: E402
 from emoclf.data.synthetic import make_dataset  # noqa: E402
+from emoclf.runs.folder import is_finished  # noqa: E402
+from emoclf.utils.files import load_checkpoint  # noqa: E402
 
 CLASSES = ("angry", "happy", "sad")
 TRAIN_SET = ["data.image_size=16", "model.width=4", "model.depth=2", "train.epochs=8", "train.batch_size=8",
@@ -232,7 +232,7 @@ def train_trials(c: Chaos, trials: int, write_trials: Optional[int] = None) -> L
         skip = c.rng.randint(0, 5)  # let a few checkpoint writes pass before the one that is cut
         seen = []
 
-        def writing() -> bool:
+        def writing(run=run, seen=seen, skip=skip) -> bool:  # called within this iteration only
             tmp = [n for n in leftovers(run) if n.startswith((".last.pt", ".best.pt"))]
             if tmp and tmp[0] not in seen:
                 seen.append(tmp[0])

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
 from emoclf.config import AugmentConfig
+from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
 
 
 def _batch():
@@ -42,7 +42,8 @@ def test_augmentation_is_seeded_and_keeps_shape():
 
 
 def test_erasing_blanks_a_rectangle_to_the_mean():
-    aug = BatchAugment(AugmentConfig(hflip=False, rotation=0, translate=0, scale=0, brightness=0, contrast=0, erasing=1))
+    aug = BatchAugment(AugmentConfig(hflip=False, rotation=0, translate=0, scale=0, brightness=0, contrast=0,
+                                     erasing=1))
     norm = Normalizer([0.5], [0.5], torch.device("cpu"))
     x = torch.full((4, 1, 16, 16), 255, dtype=torch.uint8)
     out = aug(x, norm, torch.Generator().manual_seed(0))

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import CLASSES, CONFIGS, tiny_overrides
+
 from emoclf.cli.app import main
 from emoclf.comparison.compare import compare_runs
-from emoclf.runs.folder import evaluate_run
 from emoclf.config import load_config
 from emoclf.data.synthetic import make_dataset
+from emoclf.runs.evaluation import evaluate_run
 from emoclf.training.trainer import train
 
 SAME_AS_METRICS = ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted", "loss", "num_params", "model_size_mb",
@@ -93,8 +93,9 @@ def test_compare_configs_trains_missing_and_reuses_finished(runs, tmp_path, caps
 def test_compare_stops_before_training_when_a_later_run_lacks_its_weights(runs, tmp_path, capsys):
     later = tmp_path / "later.yaml"
     later.write_text(f"model: {{name: cnn, weights_path: {tmp_path / 'missing.pt'}}}\noutput: {{name: later}}\n")
-    argv = ["compare", "--config", str(CONFIGS / "cnn.yaml"), str(later), *sum(
-        (["--set", s] for s in runs.overrides), []), "--set", f"output.dir={tmp_path / 'o'}", "--out", str(tmp_path / "c")]
+    sets = sum((["--set", s] for s in runs.overrides), [])
+    argv = ["compare", "--config", str(CONFIGS / "cnn.yaml"), str(later), *sets,
+            "--set", f"output.dir={tmp_path / 'o'}", "--out", str(tmp_path / "c")]
     assert main(argv) == 2
     assert "missing.pt" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # the first model was not trained for nothing

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from emoclf.config import Config, from_dict, load_config, parse_override, read_yaml, save_config, to_dict
+from emoclf.config import Config, from_dict, load_config, parse_override, save_config, to_dict
+from emoclf.models import check_model_name
+from emoclf.training.trainer import train
+from emoclf.utils.yamlio import read_yaml
 
 
 def test_precedence_defaults_yaml_override(tmp_path):
@@ -40,11 +43,16 @@ def test_off_is_a_choice_although_yaml_reads_it_as_false():
         load_config(None, ["train.amp=yes"])
 
 
-def test_override_values_are_yaml_not_code():
+def test_override_values_are_yaml_not_code(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert load_config(None, ["train.lr=1e-3"]).train.lr == 1e-3  # YAML 1.1 reads it as a string; coerced
     assert parse_override("model.weights_path=null") == {"model": {"weights_path": None}}
-    with pytest.raises(ValueError, match="Unknown model '__import__"):  # a plain string, never evaluated
-        load_config(None, ["model.name=__import__('os')"])
+    cfg = load_config(None, ["model.name=__import__('os')"])  # a plain string, never evaluated
+    with pytest.raises(ValueError, match="Unknown model '__import__"):  # checked by the models layer
+        check_model_name(cfg.model.name)
+    with pytest.raises(ValueError, match="Unknown model '__import__"):  # before a run folder is made
+        train(cfg)
+    assert not (tmp_path / "outputs").exists()
     with pytest.raises(ValueError, match="model.name must be str"):
         load_config(None, ["model.name=[1, 2]"])
 
@@ -90,3 +98,25 @@ def test_default_yaml_documents_every_key():
     for section, values in to_dict(Config()).items():
         if isinstance(values, dict):
             assert set(documented[section]) == set(values), section
+
+
+def test_default_yaml_is_generated_from_the_dataclasses_and_up_to_date():
+    from pathlib import Path
+
+    from emoclf.config import default_yaml
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    assert path.read_text(encoding="utf-8") == default_yaml(), "run: python scripts/write_default_config.py"
+    assert to_dict(load_config(str(path))) == {**to_dict(Config()), "output": {"dir": "outputs", "name": "default"}}
+
+
+def test_ranges_and_choices_come_from_the_field_metadata():
+    from emoclf.config import TTA_MODES, allowed, rules
+
+    assert allowed(rules("data", "image_size")) == "[8, 1024]"
+    assert allowed(rules("train", "lr")) == "(0, 10]"
+    assert rules("train", "tta")["choices"] == TTA_MODES
+    with pytest.raises(ValueError, match=r"train.lr=0.0 is out of range; allowed: \(0, 10\]"):
+        load_config(None, ["train.lr=0"])
+    with pytest.raises(ValueError, match=r"seed=-1 is out of range; allowed: \[0, 4294967295\]"):
+        load_config(None, ["seed=-1"])

@@ -5,17 +5,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoclf.data import labels
 from emoclf.config import DataConfig
+from emoclf.data import labels
 from emoclf.data.dataset import discover, epoch_order, labelled_split, load_split, resolve_root, stratified_split
 from emoclf.data.imaging import load_array
 from emoclf.data.synthetic import SPANISH, make_dataset
 
 
 def test_aliases_map_every_naming_scheme_to_one_label_set():
-    spanish = [labels.canonical(n) for n in ("alegria", "disgusto", "enojo", "miedo", "seriedad", "sorpresa", "tristeza")]
+    spanish = [labels.canonical(n)
+               for n in ("alegria", "disgusto", "enojo", "miedo", "seriedad", "sorpresa", "tristeza")]
     fer = [labels.canonical(n) for n in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")]
-    ck = [labels.canonical(n) for n in ("anger", "disgusted", "fearful", "happiness", "neutral", "sadness", "surprised")]
+    ck = [labels.canonical(n)
+          for n in ("anger", "disgusted", "fearful", "happiness", "neutral", "sadness", "surprised")]
     assert sorted(spanish) == sorted(fer) == sorted(ck) == labels.CANONICAL[:7]
     assert labels.canonical("Alegría") == "happy" and labels.canonical("3_Happy") == "happy"
     assert labels.ordered(["surprise", "zzz", "angry", "contempt"]) == ["angry", "surprise", "contempt", "zzz"]

@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from emoclf.utils.distributed import DistInfo, contiguous_range, shard
-from emoclf.runs.metrics import read_confusion_csv
 from emoclf.data.synthetic import make_dataset
+from emoclf.runs.metrics import read_confusion_csv
+from emoclf.utils.distributed import DistInfo, contiguous_range, shard
 
 SETTINGS = ["model.norm=group", "model.dropout=0", "model.width=8", "model.depth=2", "data.image_size=24",
             "augment.hflip=false", "augment.rotation=0", "augment.translate=0", "augment.scale=0",

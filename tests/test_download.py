@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emoclf.data import archive
 from emoclf.cli import app as cli
+from emoclf.data import archive, sources
 from emoclf.data import download as dl
-from emoclf.data import sources
 from emoclf.data.dataset import MARKER, find_splits, resolve_root
 from emoclf.data.synthetic import SPANISH, make_dataset
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-
 from conftest import CONFIGS
+
 from emoclf.cli.app import main
 from emoclf.config import load_config
 from emoclf.runs.ensemble import Ensemble
-from emoclf.runs.folder import evaluate_run
+from emoclf.runs.evaluation import evaluate_run
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
-from emoclf.runs import checkpoint as ck
 from emoclf.cli.app import main
 from emoclf.config import load_config
+from emoclf.data.synthetic import face_photo
 from emoclf.inference.export import export_run, read_torchscript, side_file
 from emoclf.inference.predict import Predictor
-from emoclf.data.synthetic import face_photo
+from emoclf.runs import checkpoint as ck
 
 RECORD_KEYS = {"image", "run", "width", "height", "haar", "faces", "label", "score", "scores"}
 

@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from emoclf.data import cache
 from emoclf.cli import app as cli
-from emoclf import plots
+from emoclf.data import cache, inspect_figures
 from emoclf.data import download as dl
 from emoclf.data.inspect import inspect_dataset
 from emoclf.data.synthetic import make_dataset
@@ -88,7 +87,7 @@ def test_failing_plot_warns_and_the_report_still_appears(planted, tmp_path, monk
     def broken():
         raise RuntimeError("no display backend")
 
-    monkeypatch.setattr(plots, "_plt", broken)
+    monkeypatch.setattr(inspect_figures, "pyplot", broken)
     out = tmp_path / "r"
     inspect_dataset(str(planted), out=str(out))
     assert "Could not draw plot_class_distribution" in caplog.text
@@ -104,7 +103,7 @@ def test_interrupted_report_leaves_the_old_one_or_none(planted, tmp_path, monkey
     def killed(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(plots, "plot_sample_grid", killed)
+    monkeypatch.setattr(inspect_figures, "plot_sample_grid", killed)
     with pytest.raises(KeyboardInterrupt):
         inspect_dataset(str(planted), out=str(out))
     assert (out / "inspect.json").read_text() == before

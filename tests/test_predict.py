@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from emoclf.cli.app import main
-from emoclf.inference.predict import Predictor, default_run, find_images
 from emoclf.data.synthetic import face_photo
+from emoclf.inference.predict import Predictor, find_images
+from emoclf.runs.folder import default_run
 
 skimage_data = pytest.importorskip("skimage.data")
 RECORD_KEYS = {"image", "run", "width", "height", "haar", "faces", "label", "score", "scores"}

@@ -14,18 +14,18 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, fast_config
+
 from emoclf.cli import app as cli
 from emoclf.data import dataset as data_mod
 from emoclf.data import download as dl
-from emoclf.utils import files as eio
-from emoclf.runs import folder as runs_mod
-from emoclf.training import trainer as train_mod
-from emoclf.config import read_yaml
-from emoclf.runs.folder import is_finished
 from emoclf.data.synthetic import make_dataset
+from emoclf.runs import scoring
+from emoclf.runs.folder import is_finished
+from emoclf.training import trainer as train_mod
 from emoclf.training.trainer import train
+from emoclf.utils import files as eio
+from emoclf.utils.yamlio import read_yaml
 
 
 def _chaos():
@@ -147,7 +147,7 @@ def test_kill_during_the_final_report_is_not_mistaken_for_a_finished_run(small_f
     def die(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs_mod, "write_run_report", die)  # metrics.json and plots exist, report.md does not
+    monkeypatch.setattr(scoring, "write_run_report", die)  # metrics.json and plots exist, report.md does not
     with pytest.raises(KeyboardInterrupt):
         train(fast_config(small_faces, tmp_path, "cut", epochs=2))
     monkeypatch.undo()
@@ -287,7 +287,7 @@ def test_fuzzed_configs_never_give_a_traceback(tmp_path, monkeypatch, capsys):
     st = pytest.importorskip("hypothesis.strategies")
     import yaml
 
-    from emoclf.config import SECTIONS, to_dict, Config
+    from emoclf.config import SECTIONS, Config, to_dict
 
     known = [f"{s}.{k}" for s, sub in to_dict(Config()).items() if isinstance(sub, dict) for k in sub] + ["seed"]
     monkeypatch.setattr(train_mod, "train", lambda cfg, **kw: tmp_path)  # configs only: never start training

@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
+
 from emoclf.data.synthetic import make_dataset
 
 BASH = shutil.which("bash")

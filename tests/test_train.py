@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import fast_config
-from emoclf.training import trainer as train_mod
-from emoclf.runs.metrics import read_confusion_csv
-from emoclf.runs.folder import evaluate_run, minutes
+
 from emoclf.data.synthetic import SPANISH, make_dataset
+from emoclf.runs.evaluation import evaluate_run
+from emoclf.runs.folder import minutes
+from emoclf.runs.metrics import read_confusion_csv
+from emoclf.training import trainer as train_mod
 from emoclf.training.trainer import train
 
 RUN_FILES = ["config.yaml", "best.pt", "last.pt", "history.csv", "curves.png", "confusion_matrix.png",
@@ -61,13 +62,13 @@ def _history(run_dir):
 
 
 def test_curves_of_a_short_run_tick_whole_epochs_only(trained_run, tmp_path, monkeypatch):
-    from emoclf import plots
+    from emoclf.runs import figures as run_figures
 
     short = tmp_path / "history.csv"
     short.write_text("".join((trained_run / "history.csv").read_text().splitlines(keepends=True)[:3]))  # 2 epochs
     figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, out: figures.append(fig) or out)
-    plots.plot_curves(short, tmp_path / "curves.png")
+    monkeypatch.setattr(run_figures, "save_figure", lambda fig, out: figures.append(fig) or out)
+    run_figures.plot_curves(short, tmp_path / "curves.png")
     for ax in figures[0].axes:
         lo, hi = ax.get_xlim()
         shown = [t for t in ax.get_xticks() if lo <= t <= hi]
@@ -227,9 +228,10 @@ def test_train_metrics_pair_each_prediction_with_its_label(tmp_path, mapped):
     import torch
     import torch.nn as nn
 
-    from emoclf.data.augment import BatchAugment, Normalizer
     from emoclf.config import AugmentConfig
-    from emoclf.engine import make_scaler, train_epoch
+    from emoclf.data.augment import BatchAugment, Normalizer
+    from emoclf.engine import make_scaler
+    from emoclf.training.epoch import Learner, train_epoch
 
     k, n = 4, 64
     labels = np.arange(n, dtype=np.int64) % k
@@ -251,10 +253,10 @@ def test_train_metrics_pair_each_prediction_with_its_label(tmp_path, mapped):
     model = ReadsTheLabel()
     order = np.random.default_rng(0).permutation(n)
     still = AugmentConfig(hflip=False, rotation=0, translate=0, scale=0, brightness=0, contrast=0, erasing=0)
-    res = train_epoch(model, images, labels, [order[i:i + 16] for i in range(0, n, 16)],
-                      torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
-                      Normalizer([0.0], [1.0], torch.device("cpu")), BatchAugment(still), torch.Generator(),
-                      make_scaler(torch.device("cpu"), None), None)
+    learner = Learner(model, torch.optim.SGD(model.parameters(), lr=0.0), nn.CrossEntropyLoss(),
+                      make_scaler(torch.device("cpu"), None), None, Normalizer([0.0], [1.0], torch.device("cpu")),
+                      BatchAugment(still))
+    res = train_epoch(learner, images, labels, [order[i:i + 16] for i in range(0, n, 16)], torch.Generator())
     assert res.count == n
     assert (res.y_pred == res.y_true).all()
     assert sorted(res.y_true.tolist()) == sorted(labels.tolist())

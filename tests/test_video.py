@@ -12,9 +12,9 @@ from PIL import Image
 
 from emoclf.cli.app import main
 from emoclf.inference.face import FaceDetector
-from emoclf.utils.files import _umask
 from emoclf.inference.predict import Predictor
 from emoclf.inference.video import predict_video, score_frames
+from emoclf.utils.files import current_umask
 
 cv2 = pytest.importorskip("cv2")
 skimage_data = pytest.importorskip("skimage.data")
@@ -85,7 +85,7 @@ def test_haar_video_scores_every_face_of_every_frame(runs, clip, tmp_path, capsy
     assert len(video) == FRAMES and video[0].shape == (SIZE[1], SIZE[0], 3)
     assert sorted(p.name for p in out.iterdir()) == ["clip_pred.csv", "clip_pred.mp4"]  # no temporary files left
     for made in out.iterdir():  # readable like every other output, not private to the user
-        assert stat.S_IMODE(made.stat().st_mode) == 0o666 & ~_umask()
+        assert stat.S_IMODE(made.stat().st_mode) == 0o666 & ~current_umask()
 
 
 def test_every_nth_frame_without_haar(runs, clip, tmp_path, caplog):

@@ -7,22 +7,17 @@ import logging
 import sys
 from typing import List, Optional
 
-from emoclf import __version__
 from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
+from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
+from emoclf.utils.version import __version__
 
 log = logging.getLogger("emoclf")
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="YAML experiment file, e.g. configs/cnn.yaml")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (repeatable), e.g. --set train.epochs=3")
-
-
 def cmd_train(args) -> int:
     from emoclf.config import load_config
-    from emoclf.utils.distributed import from_env
     from emoclf.training.trainer import train
+    from emoclf.utils.distributed import from_env
 
     cfg = load_config(args.config, args.overrides)
     run_dir = train(cfg, resume=args.resume, overwrite=args.overwrite)
@@ -32,7 +27,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from emoclf.runs.folder import evaluate_run
+    from emoclf.runs.evaluation import evaluate_run
 
     m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device, out=args.out)
     print(f"accuracy {m['accuracy']:.4f}  top-2 {m['top2_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
@@ -80,7 +75,8 @@ def cmd_predict(args) -> int:
     from pathlib import Path
 
     from emoclf.inference.onnx_predict import make_predictor
-    from emoclf.inference.predict import as_run_list, default_run, describe, predict_inputs
+    from emoclf.inference.predict import describe_prediction, predict_inputs
+    from emoclf.runs.folder import as_run_list, default_run
 
     images, videos = split_media(args)
     info = sys.stderr if args.json else sys.stdout  # with --json, stdout carries JSON Lines only
@@ -92,7 +88,7 @@ def cmd_predict(args) -> int:
     predict_media(args, predictor, videos, info)
     if not images:
         return 0
-    emit = (lambda r: print(json.dumps(r), flush=True)) if args.json else (lambda r: print(describe(r)))
+    emit = (lambda r: print(json.dumps(r), flush=True)) if args.json else (lambda r: print(describe_prediction(r)))
     s = predict_inputs(predictor, images, Path(args.out), not args.no_figure, emit)
     if s.figures:
         print(f"{len(s.figures)} figure(s) in {args.out}", file=info)
@@ -147,7 +143,7 @@ def _add_data_commands(sub) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("dir", nargs="?", help="dataset folder (default: data, or data.root of --config)")
     where.add_argument("--config", "-c", help="YAML experiment file whose data.root to inspect")
-    p.add_argument("--out", default="outputs/inspect", help="report folder (default: outputs/inspect)")
+    add_out(p, "outputs/inspect", "report folder (default: outputs/inspect)")
     p.add_argument("--samples", type=int, default=8, help="images per class in the sample grid (default: 8)")
     p.set_defaults(func=cmd_inspect)
 
@@ -157,12 +153,10 @@ def _add_compare_parser(sub) -> None:
     p.add_argument("runs", nargs="*", metavar="RUN", help="finished run folders to compare")
     p.add_argument("--config", "-c", nargs="+", action="extend", default=[], metavar="YAML",
                    help="experiment files; their runs are trained when missing and reused when finished")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a value in every --config (repeatable), e.g. --set train.epochs=3")
+    add_config_args(p, every=True)
     p.add_argument("--overwrite", action="store_true", help="retrain runs whose saved config differs")
-    p.add_argument("--out", default="outputs/comparison", help="folder for the comparison (default: "
-                   "outputs/comparison)")
-    p.add_argument("--device", default="auto", help="device for the inference timing: auto, cpu, cuda, cuda:N or mps")
+    add_out(p, "outputs/comparison", "folder for the comparison (default: outputs/comparison)")
+    add_device(p, "the inference timing")
     p.set_defaults(func=cmd_compare)
 
 
@@ -172,22 +166,19 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|VIDEO",
                    help="image files, folders (not searched recursively) and/or videos (.mp4 .avi .mov .mkv .webm "
                    ".m4v)")
-    p.add_argument("--run", action="append", help="run folder, checkpoint or exported .onnx file (default: best "
-                   "run of the latest comparison under --runs-dir, else its newest finished run); repeat it for an "
-                   "ensemble that averages the runs' probabilities")
+    add_run_choice(p, True, "run folder, checkpoint or exported .onnx file (default: best run of the latest "
+                   "comparison under --runs-dir, else its newest finished run); repeat it for an ensemble that "
+                   "averages the runs' probabilities")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch", help="onnx: run RUN/export/model.onnx "
                    "with onnxruntime, exporting it first when missing (default: torch; a .onnx --run implies onnx)")
-    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
     add_face_args(p)
     add_media_args(p)
-    p.add_argument("--out", default="outputs/predictions", help="folder for figures and predictions.csv, and per "
-                   "video <name>_pred.csv and <name>_pred.mp4 (default: outputs/predictions; same-named results "
-                   "are replaced)")
-    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
+    add_out(p, "outputs/predictions", "folder for figures and predictions.csv, and per video <name>_pred.csv and "
+            "<name>_pred.mp4 (default: outputs/predictions; same-named results are replaced)")
+    add_json(p)
     p.add_argument("--no-figure", action="store_true", help="skip the figures and annotated videos (faster)")
-    p.add_argument("--tta", nargs="?", const="tencrop", choices=["none", "flip", "tencrop"],
-                   help="test-time augmentation: flip or tencrop (the default of --tta); default: the run's train.tta")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_tta(p, "the run's train.tta")
+    add_device(p)
     p.set_defaults(func=cmd_predict)
 
 
@@ -196,7 +187,7 @@ def _add_export_parser(sub) -> None:
     p.add_argument("run", help="run folder (outputs/NAME) or checkpoint file")
     p.add_argument("--format", "-f", choices=["onnx", "torchscript"], default="onnx", help="file format "
                    "(default: onnx)")
-    p.add_argument("--out", "-o", help="output file (default: RUN/export/model.onnx, or model.pt for torchscript)")
+    add_out(p, None, "output file (default: RUN/export/model.onnx, or model.pt for torchscript)", short=True)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 
@@ -212,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
 
     p = sub.add_parser("train", help="train one model into outputs/<name>/")
-    _add_config_args(p)
+    add_config_args(p)
     both = p.add_mutually_exclusive_group()
     both.add_argument("--resume", action="store_true", help="continue an interrupted run from its last.pt")
     both.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
@@ -224,12 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "an ensemble that averages their probabilities (same classes and input size)")
     p.add_argument("--data", help="labelled dataset folder (default: the run's own data)")
     p.add_argument("--split", help="split to score: validation, test or train (default: validation, else test)")
-    p.add_argument("--tta", nargs="?", const="tencrop", choices=["none", "flip", "tencrop"],
-                   help="test-time augmentation: none, flip, or tencrop (5 crops and their flips; the default of "
-                   "--tta); default: the run's train.tta, as it scored itself (in an ensemble, each run its own)")
-    p.add_argument("--out", help="parent folder of the scores (default: RUN/eval, or ensemble-NAME+NAME beside "
-                   "the first run)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_tta(p, "the run's train.tta, as it scored itself (in an ensemble, each run its own)")
+    add_out(p, None, "parent folder of the scores (default: RUN/eval, or ensemble-NAME+NAME beside the first run)")
+    add_device(p)
     p.set_defaults(func=cmd_evaluate)
 
     _add_compare_parser(sub)

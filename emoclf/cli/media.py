@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
+from emoclf.cli.options import add_device, add_json, add_out, add_run_choice
+
 log = logging.getLogger(__name__)
 
 
@@ -59,7 +61,7 @@ def detector_of(args):
 
 def split_media(args) -> Tuple[List[str], List[str]]:
     """predict's inputs as (images and folders, video files); checks --webcam and --every."""
-    from emoclf.inference.video import is_video_name
+    from emoclf.data.imaging import is_video_name
 
     if args.every < 1:
         raise ValueError(f"--every must be 1 or more (score every Nth frame); got {args.every}.")
@@ -93,7 +95,8 @@ def predict_media(args, predictor, videos: List[str], info) -> None:
 def cmd_explain(args) -> int:
     """emoclf explain: Grad-CAM figure per image (per face with --haar)."""
     from emoclf.inference.explain import Explainer, explain_inputs
-    from emoclf.inference.predict import default_run, describe
+    from emoclf.inference.predict import describe_prediction
+    from emoclf.runs.folder import default_run
 
     info = sys.stderr if args.json else sys.stdout
     run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
@@ -105,7 +108,7 @@ def cmd_explain(args) -> int:
         if args.json:
             print(json.dumps(record), flush=True)
         else:
-            print(describe(record) + (f" -> {record['gradcam']}" if record.get("gradcam") else ""))
+            print(describe_prediction(record) + (f" -> {record['gradcam']}" if record.get("gradcam") else ""))
 
     records = explain_inputs(explainer, args.inputs, Path(args.out), args.all_classes, emit)
     print(f"{sum(1 for r in records if r.get('gradcam'))} Grad-CAM figure(s) in {args.out}", file=info)
@@ -116,12 +119,11 @@ def add_explain_parser(sub) -> None:
     """The explain subcommand."""
     p = sub.add_parser("explain", help="Grad-CAM heat maps: where in the face the model saw its emotion")
     p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (not recursive)")
-    p.add_argument("--run", help="run folder or checkpoint (default: as for predict)")
-    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
+    add_run_choice(p, False, "run folder or checkpoint (default: as for predict)")
     add_face_args(p)
     p.add_argument("--all-classes", action="store_true", help="one heat map per class, not only the winner's")
-    p.add_argument("--out", default="outputs/predictions", help="folder for the <image>_gradcam.png figures "
-                   "(default: outputs/predictions, beside predict's figures; same-named figures are replaced)")
-    p.add_argument("--json", action="store_true", help="print one JSON record per image (JSON Lines) on stdout")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_out(p, "outputs/predictions", "folder for the <image>_gradcam.png figures (default: outputs/predictions, "
+            "beside predict's figures; same-named figures are replaced)")
+    add_json(p)
+    add_device(p)
     p.set_defaults(func=cmd_explain)

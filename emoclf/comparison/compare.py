@@ -11,20 +11,25 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from emoclf.config import Config, load_config, read_yaml
+from emoclf.comparison.report import COLUMNS, TIMING_BATCH
+from emoclf.config import Config, load_config
 from emoclf.data.dataset import discover, resolve_root
+from emoclf.runs.folder import (
+    BEST_CHECKPOINT,
+    COMPARISON_CSV,
+    COMPARISON_JSON,
+    CONFIG,
+    HOW_TO_RUN,
+    LAST_CHECKPOINT,
+    METRICS,
+    check_run_dir,
+    config_changes,
+    is_finished,
+)
 from emoclf.utils.files import atomic_path, atomic_write_json, file_digest
-from emoclf.runs.folder import HOW_TO_RUN, check_run_dir, config_changes, is_finished
+from emoclf.utils.yamlio import read_yaml
 
 log = logging.getLogger(__name__)
-# Column key, header in comparison.md; comparison.csv uses the keys as its header.
-COLUMNS = [("run", "run"), ("model", "model"), ("tta", "TTA"), ("accuracy", "accuracy"), ("top2_accuracy", "top-2"),
-           ("f1_macro", "macro F1"), ("f1_weighted", "weighted F1"), ("loss", "loss"), ("num_params", "parameters"),
-           ("model_size_mb", "size (MB)"), ("train_seconds", "training (s)"),
-           ("inference_ms_per_image", "inference (ms/image)"), ("latency_ms_batch1", "latency (ms, batch 1)"),
-           ("best_epoch", "best epoch"), ("epochs_trained", "epochs"), ("image_size", "input (px)"),
-           ("num_images", "images scored"), ("data_root", "data"), ("run_dir", "run folder")]
-TIMING_BATCH = 32  # images per timed forward pass, the same for every run
 
 
 def plan_run(cfg: Config, overwrite: bool = False) -> str:
@@ -40,7 +45,7 @@ def plan_run(cfg: Config, overwrite: bool = False) -> str:
                              f"Give the experiment another output.name in its YAML file, another output.dir "
                              f"(--set output.dir=DIR), or pass --overwrite to retrain it.")
         return "retrained"
-    if (run_dir / "last.pt").is_file():
+    if (run_dir / LAST_CHECKPOINT).is_file():
         if diff and overwrite:
             return "retrained"
         check_run_dir(cfg, resume=True, overwrite=False)  # refuses a change that --resume cannot take
@@ -65,9 +70,15 @@ def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overw
 
     Everything that would stop a run (its config, data and starting weights) is checked for every config
     before the first one trains."""
+    from emoclf.models import check_model_name
     from emoclf.models.factory import starting_state
 
     cfgs = [load_config(p, overrides) for p in paths]
+    for path, cfg in zip(paths, cfgs):
+        try:
+            check_model_name(cfg.model.name)
+        except ValueError as exc:  # name the file: a comparison reads several
+            raise ValueError(f"{path}: {exc}") from None
     seen: Dict[Path, str] = {}
     for path, cfg in zip(paths, cfgs):
         key = cfg.run_dir.resolve()
@@ -95,14 +106,15 @@ def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int =
     with every view of its test-time augmentation (``ttas``, one mode per run; default none)."""
     from emoclf.data.augment import Normalizer
     from emoclf.engine import predict_logits, timed_inference
-    from emoclf.runs.folder import device_name, load_run
+    from emoclf.runs.loading import load_run
+    from emoclf.runs.scoring import device_name
 
     models = []
     for run_dir in run_dirs:
-        lr = load_run(run_dir, device)
-        dev = next(lr.model.parameters()).device
-        models.append((lr.model, Normalizer(lr.preprocessing["mean"], lr.preprocessing["std"], dev),
-                       _timing_input(lr.preprocessing)))
+        loaded = load_run(run_dir, device)
+        dev = next(loaded.model.parameters()).device
+        models.append((loaded.model, Normalizer(loaded.preprocessing["mean"], loaded.preprocessing["std"], dev),
+                       _timing_input(loaded.preprocessing)))
     ttas = list(ttas) if ttas is not None else ["none"] * len(models)
     best = [{"inference_ms_per_image": float("inf"), "latency_ms_batch1": float("inf")} for _ in models]
     for _ in range(rounds):  # round-robin, keeping the fastest: other load on the machine hits every run alike
@@ -124,15 +136,15 @@ def _evaluated_run(folder: Path) -> Path:
     Found through the checkpoint its metrics.json names, or as RUN/eval/NAME; an evaluation of an earlier
     best.pt (the run trained again since) is refused rather than shown beside the new run's figures.
     """
-    if is_finished(folder) or not (folder / "metrics.json").is_file():
+    if is_finished(folder) or not (folder / METRICS).is_file():
         return folder
-    m = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    m = json.loads((folder / METRICS).read_text(encoding="utf-8"))
     if m.get("members"):
         raise ValueError(f"{folder} scores an ensemble of runs; compare takes single runs or their evaluations.")
     named = Path(m["checkpoint"]) if isinstance(m.get("checkpoint"), str) and m["checkpoint"] else None
     candidates = [named] if named and named.is_absolute() else []
     if folder.parent.name == "eval":
-        candidates.append(folder.parent.parent / (named.name if named else "best.pt"))
+        candidates.append(folder.parent.parent / (named.name if named else BEST_CHECKPOINT))
     if named and not named.is_absolute():
         candidates.append(named)  # written before paths were stored absolute: as typed, from here
     checkpoint = next((c for c in candidates if c.is_file() and is_finished(c.parent)), None)
@@ -164,10 +176,10 @@ def collect(folder: Path) -> Dict:
         raise FileNotFoundError(f"{folder} is not a finished emoclf run (needs metrics.json, report.md and "
                                 f"best.pt) nor an `emoclf evaluate` result of one. Train it first, or compare with "
                                 f"--config to train it.")
-    m = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    m = json.loads((run_dir / METRICS).read_text(encoding="utf-8"))
     if run_dir != folder:
-        m.update(json.loads((folder / "metrics.json").read_text(encoding="utf-8")))
-    cfg = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else {}
+        m.update(json.loads((folder / METRICS).read_text(encoding="utf-8")))
+    cfg = read_yaml(run_dir / CONFIG) if (run_dir / CONFIG).is_file() else {}
     row = {key: m.get(key) for key, _ in COLUMNS}
     row.update(run=run_dir.name if run_dir == folder else f"{run_dir.name} on {folder.name}",
                model=m.get("model", cfg.get("model", {}).get("name")),
@@ -211,7 +223,7 @@ def best_run(rows: List[Dict]) -> Dict:
     return max(rows, key=lambda r: (r["f1_macro"] if r["f1_macro"] is not None else -1.0, r["accuracy"] or 0.0))
 
 
-def write_csv(path: Path, rows: List[Dict]) -> None:
+def write_comparison_csv(path: Path, rows: List[Dict]) -> None:
     """comparison.csv: one row per run, full-precision numbers."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
@@ -222,7 +234,7 @@ def write_csv(path: Path, rows: List[Dict]) -> None:
 def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/comparison"), device: str = "auto") -> Dict:
     """Write comparison.md/.csv/.json and the comparison figures for finished runs; return the summary."""
     from emoclf.comparison.figures import plot_comparison
-    from emoclf.report import write_comparison_report
+    from emoclf.comparison.report import write_comparison_report
 
     unique = list(dict.fromkeys(Path(r).resolve() for r in run_dirs))  # runs or evaluation folders
     if len(unique) < 2:
@@ -238,13 +250,13 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/compari
         log.warning("Warning: %s", w)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(out_dir / "comparison.csv", rows)
+    write_comparison_csv(out_dir / COMPARISON_CSV, rows)
     figures = plot_comparison(rows, out_dir)
     summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": rows[0]["device"],
                "best": {"run": best["run"], "run_dir": best["run_dir"], "f1_macro": best["f1_macro"]},
                "warnings": warnings, "figures": [f.name for f in figures], "runs": rows}
     write_comparison_report(out_dir, summary)
-    atomic_write_json(out_dir / "comparison.json", summary)
+    atomic_write_json(out_dir / COMPARISON_JSON, summary)
     summary["out_dir"] = str(out_dir)
     return summary
 

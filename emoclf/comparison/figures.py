@@ -6,7 +6,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from emoclf.plots import _heatmap, _plt, _save, epoch_axis, normalize_rows, read_history, safe_plot
+from emoclf.runs.figures import epoch_axis, read_history
+from emoclf.runs.folder import CONFUSION_CSV, HISTORY
+from emoclf.runs.metrics import read_confusion_csv
+from emoclf.utils.plotting import heatmap, normalize_rows, pyplot, safe_plot, save_figure
 
 HEADLINE = [("accuracy", "accuracy"), ("top2_accuracy", "top-2 accuracy"), ("f1_macro", "macro F1"),
             ("f1_weighted", "weighted F1")]
@@ -15,7 +18,7 @@ HEADLINE = [("accuracy", "accuracy"), ("top2_accuracy", "top-2 accuracy"), ("f1_
 @safe_plot
 def plot_metric_bars(rows: List[Dict], out: Path) -> Path:
     """Grouped bars of the headline metrics per run, and inference milliseconds per image."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax, ax_ms) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(rows)
     x = np.arange(len(HEADLINE))
@@ -35,16 +38,16 @@ def plot_metric_bars(rows: List[Dict], out: Path) -> Path:
     ax_ms.set_title(f"inference ms/image\n{rows[0]['device']}", fontsize=9)
     ax_ms.tick_params(axis="x", labelrotation=30)
     fig.tight_layout()
-    return _save(fig, Path(out))
+    return save_figure(fig, Path(out))
 
 
 @safe_plot
 def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
     """Validation accuracy, macro F1 and loss per epoch of every run on shared axes (star: best epoch)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, r in enumerate(rows):
-        path = Path(r["run_dir"]) / "history.csv"
+        path = Path(r["run_dir"]) / HISTORY
         if not path.is_file():
             continue
         h = read_history(path)
@@ -59,23 +62,21 @@ def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    return _save(fig, Path(out))
+    return save_figure(fig, Path(out))
 
 
 @safe_plot
 def plot_confusions(rows: List[Dict], out: Path) -> Path:
     """The runs' row-normalized confusion matrices side by side."""
-    from emoclf.runs.metrics import read_confusion_csv
-
-    plt = _plt()
+    plt = pyplot()
     k = max(len(r["class_names"]) for r in rows)
     side = max(4.0, 0.6 * k + 2)
     fig, axes = plt.subplots(1, len(rows), figsize=((side + 1) * len(rows), side), squeeze=False)
     for ax, r in zip(axes[0], rows):
-        names, cm = read_confusion_csv(Path(r["scores_dir"]) / "confusion_matrix.csv")
-        _heatmap(ax, normalize_rows(cm), names, True, f"{r['run']} (macro F1 {r['f1_macro']:.2f})")
+        names, cm = read_confusion_csv(Path(r["scores_dir"]) / CONFUSION_CSV)
+        heatmap(ax, normalize_rows(cm), names, True, f"{r['run']} (macro F1 {r['f1_macro']:.2f})")
     fig.tight_layout()
-    return _save(fig, Path(out))
+    return save_figure(fig, Path(out))
 
 
 def plot_comparison(rows: List[Dict], out_dir: Path) -> List[Path]:

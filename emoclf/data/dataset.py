@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -39,18 +38,20 @@ class Split:
         return len(self.paths)
 
 
-def _is_hidden(p: Path) -> bool:
+def is_hidden(p: Path) -> bool:
+    """Hidden files and folders (.name) and Python's (__pycache__): never data."""
     return p.name.startswith(".") or p.name.startswith("__")
 
 
-def _subdirs(folder: Path) -> List[Path]:
-    return sorted(d for d in folder.iterdir() if d.is_dir() and not _is_hidden(d))
+def subdirs(folder: Path) -> List[Path]:
+    """The visible sub-folders of ``folder``, sorted."""
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not is_hidden(d))
 
 
 def find_splits(root: Path) -> Dict[str, Path]:
     """Map split name (train, validation, test) to its folder under ``root``."""
     found: Dict[str, Path] = {}
-    for d in _subdirs(root):
+    for d in subdirs(root):
         for split, names in SPLIT_NAMES.items():
             if d.name.lower() in names and split not in found:
                 found[split] = d
@@ -91,8 +92,8 @@ def resolve_root(root: Path, option: str = "data.root") -> Path:
         if marker.is_file() and not find_splits(root):
             root = _marked_root(root, marker)
             continue
-        subs = _subdirs(root)
-        if find_splits(root) or len(subs) != 1 or not _subdirs(subs[0]):
+        subs = subdirs(root)
+        if find_splits(root) or len(subs) != 1 or not subdirs(subs[0]):
             return root
         root = subs[0]
     return root
@@ -102,9 +103,9 @@ def scan_folder(folder: Path) -> Tuple[Dict[str, List[Path]], int]:
     """Image files per canonical class under ``folder``/<class>/, and the count of non-image files."""
     per_class: Dict[str, List[Path]] = {}
     non_images = 0
-    for class_dir in _subdirs(folder):
+    for class_dir in subdirs(folder):
         name = lbl.canonical(class_dir.name)
-        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not _is_hidden(p))
+        files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not is_hidden(p))
         images = [p for p in files if is_image_name(p)]
         non_images += len(files) - len(images)
         if not images:
@@ -256,16 +257,6 @@ def batches(order: np.ndarray, batch_size: int, drop_tiny: bool = True) -> List[
     if drop_tiny and len(out) > 1 and len(out[-1]) < 2:
         out.pop()
     return out
-
-
-def describe(ds: Dataset) -> str:
-    """One line per split with per-class counts."""
-    lines = []
-    for name, split in ds.splits.items():
-        counts = Counter(split.labels.tolist())
-        parts = ", ".join(f"{c}={counts.get(i, 0)}" for i, c in enumerate(ds.class_names))
-        lines.append(f"{name}: {len(split)} images ({parts})")
-    return "\n".join(lines)
 
 
 def canonical_split(name: str) -> str:

@@ -16,7 +16,7 @@ from emoclf.data import archive
 from emoclf.data import fercsv
 from emoclf.data import sources
 from emoclf.data import labels as lbl
-from emoclf.data.dataset import MARKER, _is_hidden, _subdirs, find_splits
+from emoclf.data.dataset import MARKER, is_hidden, subdirs, find_splits
 from emoclf.data.imaging import is_image_name
 from emoclf.utils.files import atomic_write_json
 
@@ -75,8 +75,8 @@ def dataset_files(root: Path) -> List[Tuple[str, str, Path]]:
     splits = find_splits(root) or {"train": root}
     found = []
     for split in [s for s in SPLIT_ORDER if s in splits]:  # find_splits only knows these three
-        for class_dir in _subdirs(splits[split]):
-            files = sorted(p for p in class_dir.rglob("*") if is_image_name(p) and not _is_hidden(p) and p.is_file())
+        for class_dir in subdirs(splits[split]):
+            files = sorted(p for p in class_dir.rglob("*") if is_image_name(p) and not is_hidden(p) and p.is_file())
             found.extend((split, class_dir.name, p) for p in files)
     return found
 
@@ -96,7 +96,7 @@ def count_images(root: Path) -> Dict[str, Dict[str, int]]:
 
 
 def _is_class_folder_root(folder: Path) -> bool:
-    known = [d for d in _subdirs(folder) if lbl.canonical(d.name) in lbl.CANONICAL]
+    known = [d for d in subdirs(folder) if lbl.canonical(d.name) in lbl.CANONICAL]
     return len(known) >= 2
 
 
@@ -105,11 +105,11 @@ def find_root(folder: Path, max_depth: int = 6) -> Optional[Path]:
     level, fallback = [folder], None
     for _ in range(max_depth + 1):
         for d in level:
-            if any(_subdirs(s) for s in find_splits(d).values()):
+            if any(subdirs(s) for s in find_splits(d).values()):
                 return d
             if fallback is None and _is_class_folder_root(d):
                 fallback = d
-        level = [s for d in level for s in _subdirs(d)]
+        level = [s for d in level for s in subdirs(d)]
     return fallback
 
 

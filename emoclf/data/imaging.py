@@ -82,3 +82,11 @@ def load_array(path: Union[str, Path], size: int, grayscale: bool, aspect: str) 
 def preprocess_pil(img: Image.Image, size: int, grayscale: bool, aspect: str) -> np.ndarray:
     """Same preprocessing as :func:`load_array`, for an image already in memory."""
     return to_array(square(_to_mode(img, grayscale), size, aspect))
+
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def is_video_name(path: Union[str, Path]) -> bool:
+    """True when the file name has a video extension."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS

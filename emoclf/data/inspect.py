@@ -21,7 +21,7 @@ from emoclf.data.cache import cache_key, default_cache_dir, parallel_map
 from emoclf.data.dataset import resolve_root
 from emoclf.data.download import dataset_files, tally
 from emoclf.data.imaging import MAX_PIXELS
-from emoclf.data.inspect_report import write_report
+from emoclf.data.inspect_report import leak_text, write_report
 from emoclf.utils.files import atomic_write_json, usual_folder_mode
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,6 @@ def analyse(root: Path, files: List[Tuple[str, str, Path]], probes: List[Probe],
             "conflicting_label_groups": sum("conflicting-labels" in g["kinds"] for g in groups),
             "within_split_groups": sum("within-split" in g["kinds"] for g in groups),
             "groups": groups, "samples": _samples(files, probes, samples, root)}
-
-
-def leak_text(leakage: Dict[str, int]) -> str:
-    """'12 validation images also in train; ...' from the leakage counts."""
-    return "; ".join(f"{n} {k.replace('_in_', ' images also in ')}" for k, n in leakage.items())
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from emoclf.data import labels as lbl
-from emoclf import plots
+from emoclf.data import inspect_figures
 from emoclf.data.download import format_table
 from emoclf.utils.files import atomic_write_json, atomic_write_text
 
@@ -89,8 +89,6 @@ def _figure(folder: Path, name: str, alt: str) -> str:
 
 
 def _duplicates_md(data: dict, folder: Path) -> List[str]:
-    from emoclf.data.inspect import leak_text
-
     leaks = leak_text(data["leakage"]) or "only one split"
     lines = [f"{data['duplicate_groups']} groups of images with identical pixels ({data['duplicate_extra_copies']} "
              f"extra copies), {data['within_split_groups']} of them within one split. All groups: duplicates.csv.",
@@ -125,7 +123,12 @@ def write_report(folder: Path, data: dict) -> None:
     summary = folder / "inspect.json"
     atomic_write_json(summary, data)
     _write_csvs(folder, data)
-    plots.plot_class_distribution(summary, folder / "class_distribution.png")
-    plots.plot_sample_grid(summary, folder / "samples.png")
-    plots.plot_duplicate_examples(summary, folder / "duplicates.png")
+    inspect_figures.plot_class_distribution(summary, folder / "class_distribution.png")
+    inspect_figures.plot_sample_grid(summary, folder / "samples.png")
+    inspect_figures.plot_duplicate_examples(summary, folder / "duplicates.png")
     atomic_write_text(folder / "inspect.md", render_markdown(data, folder))
+
+
+def leak_text(leakage: Dict[str, int]) -> str:
+    """'12 validation images also in train; ...' from the leakage counts."""
+    return "; ".join(f"{n} {k.replace('_in_', ' images also in ')}" for k, n in leakage.items())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from emoclf import __version__
+from emoclf.utils.version import __version__
 from emoclf.data.archive import HTML_HINT
 from emoclf.data.fercsv import is_fer_csv
 

@@ -6,7 +6,8 @@ from typing import List
 
 import numpy as np
 
-from emoclf.plots import _plt, _save, _score_bars, _show_original, safe_plot
+from emoclf.inference.figures import score_bars, show_original
+from emoclf.utils.plotting import pyplot, safe_plot, save_figure
 
 ALPHA = 0.45  # heat map opacity: the face stays recognisable under it
 
@@ -35,14 +36,14 @@ def _row(fig, grid, row: int, col: int, ex, names: List[str]) -> None:
         name = names[int(k)]
         _overlay(fig.add_subplot(grid[row, col + 1 + t]), ex.views[row], ex.maps[row, t],
                  f"Grad-CAM: {name} {item['scores'][name]:.2f}", name == item["label"])
-    _score_bars(fig.add_subplot(grid[row, col + 1 + len(ex.classes[row])]), item["scores"], item["label"],
+    score_bars(fig.add_subplot(grid[row, col + 1 + len(ex.classes[row])]), item["scores"], item["label"],
                 f"{who}: {item['label']} ({item['score']:.2f})")
 
 
 @safe_plot
 def plot_explanation(ex, class_names: List[str], out: Path) -> Path:
     """Original with face boxes (when faces were found), then per face: view, Grad-CAM overlay(s), scores."""
-    plt = _plt()
+    plt = pyplot()
     rows = len(ex.views)
     lead = 1 if ex.crops else 0
     maps = ex.classes.shape[1]
@@ -50,10 +51,10 @@ def plot_explanation(ex, class_names: List[str], out: Path) -> Path:
     fig = plt.figure(figsize=(2.5 * sum(ratios), max(3.0, 2.5 * rows + 0.5)))
     grid = fig.add_gridspec(rows, len(ratios), width_ratios=ratios)
     if lead:
-        _show_original(fig.add_subplot(grid[:, 0]), ex.original, ex.record)
+        show_original(fig.add_subplot(grid[:, 0]), ex.original, ex.record)
     for row in range(rows):
         _row(fig, grid, row, lead, ex, class_names)
     fig.suptitle(f"{Path(ex.record['image']).name}  |  run {Path(ex.record['run']).name}  |  Grad-CAM on "
                  f"{ex.layer}", fontsize=10)
     fig.tight_layout()
-    return _save(fig, Path(out))
+    return save_figure(fig, Path(out))

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
-from emoclf import __version__
+from emoclf.runs.folder import BEST_CHECKPOINT
+from emoclf.utils.version import __version__
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -110,7 +111,7 @@ def _torch_to_onnx(model, example, path: Path, exporter: str) -> None:
     import torch
 
     dynamo = {"auto": _has_onnxscript(), "dynamo": True, "legacy": False}[exporter]
-    names = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=OPSET)
+    names = {"input_names": [INPUT_NAME], "output_names": [OUTPUT_NAME], "opset_version": OPSET}
     with warnings.catch_warnings(), _quiet("onnxscript", "onnx_ir", "torch.onnx"):
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
         if dynamo:
@@ -157,7 +158,7 @@ def _write_torchscript(model, meta: Dict, tmp: Path) -> None:
 def default_out(checkpoint: Path, fmt: str) -> Path:
     """RUN/export/model.onnx (or model.pt); a checkpoint other than best.pt keeps its own stem."""
     checkpoint = Path(checkpoint)
-    stem = "model" if checkpoint.name == "best.pt" else checkpoint.stem
+    stem = "model" if checkpoint.name == BEST_CHECKPOINT else checkpoint.stem
     return checkpoint.parent / "export" / f"{stem}{FORMATS[fmt]}"
 
 
@@ -169,8 +170,8 @@ def side_file(out: Path) -> Path:
 def export_run(run: Path, fmt: str = "onnx", out: Optional[Path] = None, force: bool = False,
                exporter: str = "auto") -> Path:
     """Export a run folder or checkpoint to ``out``; refuses to replace a file unless ``force``."""
+    from emoclf.runs.loading import load_run
     from emoclf.utils.files import atomic_path, atomic_write_json
-    from emoclf.runs.folder import load_run
 
     check_format(fmt)
     if fmt == "onnx":
@@ -204,7 +205,7 @@ def read_torchscript(path: Path):
 def onnx_for_run(run: Path) -> Path:
     """RUN/export/model.onnx of a run folder, exported now when missing."""
     run = Path(run)
-    ckpt = run / "best.pt" if run.is_dir() else run
+    ckpt = run / BEST_CHECKPOINT if run.is_dir() else run
     target = default_out(ckpt, "onnx")
     if not target.is_file():
         log.info("No ONNX export of %s yet; exporting it to %s", run, target)

@@ -20,7 +20,8 @@ DEFAULT_CASCADE = "alt"
 Box = Tuple[int, int, int, int]  # x, y, width, height in pixels of the original image
 
 
-def _cv2():
+def load_cv2():
+    """OpenCV 4.x, or an error that says how to install it."""
     try:
         import cv2
     except ImportError as exc:
@@ -34,7 +35,7 @@ def _cv2():
 
 def default_cascade_path(name: str = DEFAULT_CASCADE) -> Path:
     """A frontal-face cascade file shipped with opencv-python 4.x, by short name (see CASCADES)."""
-    cv2 = _cv2()
+    cv2 = load_cv2()
     folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
     path = Path(folder) / CASCADES[name]
     if not folder or not path.is_file():
@@ -57,7 +58,7 @@ def cascade_path(cascade: Optional[str]) -> Path:
 @functools.lru_cache(maxsize=4)
 def _load_cascade(path: str):
     # Parsing the XML takes tens of milliseconds: do it once per process and file.
-    classifier = _cv2().CascadeClassifier(path)
+    classifier = load_cv2().CascadeClassifier(path)
     if classifier.empty():
         raise ValueError(f"{path} is not a readable OpenCV Haar cascade XML file.")
     return classifier

@@ -8,12 +8,11 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from emoclf.inference.predict import Predictor, as_run_list
+from emoclf.config import TENCROP_FRACTION, TTA_MODES  # torch-free: the same views as engine.tta_views
+from emoclf.inference.predict import Predictor
+from emoclf.runs.folder import as_run_list
 
 log = logging.getLogger(__name__)
-# Same views as emoclf.engine.tta_views (kept here so that this module never imports torch).
-TTA_MODES = ("none", "flip", "tencrop")
-TENCROP_FRACTION = 0.9
 BACKENDS = ("torch", "onnx")
 NEEDED_KEYS = ("class_names", "image_size", "grayscale", "aspect", "input_name", "output_kind")
 

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 
-from emoclf.data.imaging import is_image_name, load_array, open_image, preprocess_pil
-from emoclf.inference.video import is_video_name
+from emoclf.data.imaging import is_image_name, is_video_name, load_array, open_image, preprocess_pil
+from emoclf.runs.folder import PREDICTIONS, as_run_list
 
 log = logging.getLogger(__name__)
 FALLBACK = "whole_image"
@@ -45,39 +44,6 @@ def find_images(inputs: Sequence[str]) -> Tuple[List[Path], bool]:
     return files, any_folder
 
 
-def _best_of_comparison(path: Path) -> Optional[Path]:
-    try:
-        best = json.loads(path.read_text(encoding="utf-8")).get("best", {}).get("run_dir")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return Path(best) if best and (Path(best) / "best.pt").is_file() else None
-
-
-def as_run_list(run: Union[str, Path, Sequence]) -> List[Path]:
-    """One run (a path) or several, for an ensemble (a sequence of paths), as a list of paths."""
-    return [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
-
-
-def default_run(outputs: Path = Path("outputs")) -> Tuple[Path, str]:
-    """Best run of the latest comparison under ``outputs``, else its newest finished run; and why it was chosen."""
-    from emoclf.runs.folder import is_finished
-
-    outputs = Path(outputs)
-    comparisons = list(outputs.glob("comparison.json")) + list(outputs.glob("*/comparison.json")) + \
-        list(outputs.glob("*/*/comparison.json"))
-    for comp in sorted(comparisons, key=lambda p: p.stat().st_mtime, reverse=True):
-        best = _best_of_comparison(comp)
-        if best is not None:
-            return best, f"best run of {comp}"
-    metrics = list(outputs.glob("*/metrics.json")) + list(outputs.glob("*/*/metrics.json"))
-    finished = [m for m in metrics if is_finished(m.parent)]
-    if not finished:
-        raise FileNotFoundError(f"No finished run under {outputs}/ to predict with. Train one (emoclf train -c "
-                                f"configs/cnn.yaml) or pass --run RUN_FOLDER_OR_CHECKPOINT.")
-    newest = max(finished, key=lambda p: p.stat().st_mtime)
-    return newest.parent, f"newest finished run under {outputs}"
-
-
 @dataclass
 class Prediction:
     """One image's record plus, when a figure is wanted, the pictures behind it."""
@@ -96,8 +62,8 @@ class Predictor:
         import torch
 
         from emoclf.data.augment import Normalizer
-        from emoclf.runs.ensemble import load_runs, resolve_tta
         from emoclf.models.surgery import fold_batchnorm
+        from emoclf.runs.ensemble import load_runs, resolve_tta
 
         runs = as_run_list(run)
         self.loaded = load_runs(runs, device)
@@ -171,7 +137,7 @@ def _image_size(path: Path) -> Tuple[int, int]:
         return (h, w) if img.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (w, h)  # EXIF quarter turns
 
 
-def describe(record: Dict) -> str:
+def describe_prediction(record: Dict) -> str:
     """One human-readable line per image."""
     head = f"{record['image']}: "
     if record["faces"]:
@@ -191,7 +157,7 @@ def csv_rows(record: Dict, class_names: Sequence[str]) -> List[List]:
     return rows
 
 
-def write_csv(path: Path, records: List[Dict], class_names: Sequence[str]) -> Path:
+def write_predictions_csv(path: Path, records: List[Dict], class_names: Sequence[str]) -> Path:
     """predictions.csv: image, face (0: whole image), box, fallback, label, score and every class probability."""
     from emoclf.utils.files import atomic_path
 
@@ -227,7 +193,7 @@ class Summary:
 def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Path], figures: bool,
                    emit: Callable[[Dict], None] = lambda r: None) -> Summary:
     """Predict every image of ``inputs``; unreadable images are warned about and skipped."""
-    from emoclf.plots import plot_prediction
+    from emoclf.inference.figures import plot_prediction
 
     files, any_folder = find_images(inputs)
     figures = figures and out is not None
@@ -249,5 +215,5 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Pa
     if not summary.records:
         raise ValueError(f"None of the {len(files)} image(s) could be read; see the warnings above.")
     if any_folder and out is not None:
-        summary.csv = write_csv(Path(out) / "predictions.csv", summary.records, predictor.class_names)
+        summary.csv = write_predictions_csv(Path(out) / PREDICTIONS, summary.records, predictor.class_names)
     return summary

@@ -7,23 +7,17 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from emoclf.inference.face import Box
+from emoclf.inference.face import Box, load_cv2
 from emoclf.utils.files import usual_file_mode
 
 log = logging.getLogger(__name__)
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 CHUNK = 16  # frames read, scored in one batch and written together: bounded memory, fewer model calls
 # Codecs tried in turn for the annotated video: mp4v ships with every opencv-python wheel; MJPG always works.
 WRITERS = ((".mp4", "mp4v"), (".avi", "MJPG"))
-
-
-def is_video_name(path: Union[str, Path]) -> bool:
-    """True when the file name has a video extension."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS
 
 
 @dataclass
@@ -36,12 +30,6 @@ class FaceScore:
     fallback: str = ""
 
 
-def _cv2():
-    from emoclf.inference.face import _cv2 as load
-
-    return load()
-
-
 def _unreadable(path: Path, why: str) -> ValueError:
     return ValueError(f"Cannot read video {path}: {why}. Convert it to H.264 MP4 (ffmpeg -i \"{path}\" -c:v libx264 "
                       f"-pix_fmt yuv420p clip.mp4) or install an OpenCV build with FFmpeg "
@@ -50,7 +38,7 @@ def _unreadable(path: Path, why: str) -> ValueError:
 
 def open_video(path: Path):
     """An opened cv2.VideoCapture and its first frame; raises with the fix when it does not decode."""
-    cv2 = _cv2()
+    cv2 = load_cv2()
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"No such video: {path}.")
@@ -95,7 +83,7 @@ def score_frames(predictor, frames: Sequence[np.ndarray]) -> List[List[FaceScore
 
 def annotate(frame: np.ndarray, scores: Sequence[FaceScore], class_names: Sequence[str]) -> np.ndarray:
     """Draw each face box with its winning label and score onto ``frame`` (in place) and return it."""
-    cv2 = _cv2()
+    cv2 = load_cv2()
     h, w = frame.shape[:2]
     scale = max(0.4, min(w, h) / 700)  # readable text on both 160 px and 4K frames
     thick = max(1, round(scale * 2))
@@ -168,7 +156,7 @@ def _temp_beside(path: Path) -> Path:
 
 def _open_writer(out: Path, stem: str, fps: float, size: Tuple[int, int]):
     """(writer, temporary path, final path) for the first codec this OpenCV build can write."""
-    cv2 = _cv2()
+    cv2 = load_cv2()
     for ext, fourcc in WRITERS:
         final = out / f"{stem}{ext}"
         tmp = _temp_beside(final)
@@ -257,7 +245,7 @@ def predict_video(predictor, path: Path, out: Path, every: int = 1, annotated: b
 
     if every < 1:
         raise ValueError(f"--every must be 1 or more (score every Nth frame); got {every}.")
-    cv2 = _cv2()
+    cv2 = load_cv2()
     path, out = Path(path), Path(out)
     cap, first = open_video(path)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)

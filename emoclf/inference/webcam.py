@@ -6,7 +6,8 @@ import os
 import sys
 from typing import List, Optional
 
-from emoclf.inference.video import FaceScore, _cv2, annotate, score_frames
+from emoclf.inference.face import load_cv2
+from emoclf.inference.video import FaceScore, annotate, score_frames
 
 log = logging.getLogger(__name__)
 WINDOW = "emoclf (q or Esc quits)"
@@ -49,7 +50,7 @@ def run_webcam(predictor, index: int = 0, every: int = 1, max_frames: Optional[i
     """Show camera ``index`` live with face boxes and labels until q or Esc; returns the frames shown."""
     if every < 1:
         raise ValueError(f"--every must be 1 or more (score every Nth frame); got {every}.")
-    cv2 = _cv2()
+    cv2 = load_cv2()
     check_display(cv2)
     cap = open_camera(cv2, index)
     last: List[FaceScore] = []
@@ -65,7 +66,8 @@ def run_webcam(predictor, index: int = 0, every: int = 1, max_frames: Optional[i
             try:
                 cv2.imshow(WINDOW, annotate(frame, last, predictor.class_names))
             except cv2.error as exc:
-                raise ValueError(NO_DISPLAY.format(why=f"OpenCV could not draw it ({str(exc).strip()[-160:]})"))
+                raise ValueError(NO_DISPLAY.format(why=f"OpenCV could not draw it ({str(exc).strip()[-160:]})")) \
+                    from None
             shown += 1
             if _quit_requested(cv2):
                 break

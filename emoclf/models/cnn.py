@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from emoclf.models import register_model
+from emoclf.models.registry import register_model
 
 
 def _norm(kind: str, channels: int) -> nn.Module:

@@ -10,9 +10,9 @@ import torch
 import torch.nn as nn
 
 from emoclf.config import Config
-from emoclf.utils.files import load_checkpoint
 from emoclf.models import build_model
 from emoclf.models.surgery import head_prefix
+from emoclf.utils.files import load_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,8 @@ def load_matching(model: nn.Module, state: Dict[str, torch.Tensor], source: str)
             skipped.append(key)
         elif value.shape == own[key].shape:
             fitted[key] = value
-        elif value.dim() == 4 and value.shape[1] == 3 and own[key].shape[1] == 1 and value.shape[0] == own[key].shape[0]:
+        elif (value.dim() == 4 and value.shape[1] == 3 and own[key].shape[1] == 1
+              and value.shape[0] == own[key].shape[0]):
             fitted[key] = value.sum(dim=1, keepdim=True)  # grayscale stem: same response to a gray image
         else:
             skipped.append(key)

@@ -6,7 +6,7 @@ from typing import List
 
 import torch.nn as nn
 
-from emoclf.models import register_model
+from emoclf.models.registry import register_model
 from emoclf.models.surgery import replace_module
 
 

@@ -7,9 +7,9 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from emoclf import __version__
 from emoclf.config import Config, from_dict, to_dict
 from emoclf.utils.files import load_checkpoint, save_checkpoint
+from emoclf.utils.version import __version__
 
 FORMAT = "emoclf-checkpoint"
 
@@ -73,7 +73,7 @@ def model_from_checkpoint(ckpt: Dict, source: str = "checkpoint") -> Tuple[nn.Mo
     return model, cfg
 
 
-def to_device(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
+def place_model(model: nn.Module, device: torch.device, channels_last: bool) -> nn.Module:
     """Move a model to ``device`` in the memory format the batches will use."""
     model = model.to(device)
     return model.to(memory_format=torch.channels_last) if channels_last else model

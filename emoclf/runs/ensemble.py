@@ -9,6 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from emoclf.engine import check_tta, tta_views
+from emoclf.runs.folder import BEST_CHECKPOINT
 
 # Preprocessing that decides which pixels a model reads; members must agree on it to share one input batch.
 SHARED_INPUT = ("image_size", "grayscale", "aspect")
@@ -59,10 +60,10 @@ def check_members(names: Sequence[str], class_lists: Sequence[List[str]], preps:
 
 def load_runs(paths: Sequence, device: str = "auto"):
     """One run as is, or several as a LoadedRun whose model is their :class:`Ensemble`."""
-    from emoclf.runs.folder import LoadedRun, load_run
+    from emoclf.runs.loading import LoadedRun, load_run
 
     paths = [Path(p) for p in paths]
-    checkpoints = {(p / "best.pt" if p.is_dir() else p).resolve() for p in paths}
+    checkpoints = {(p / BEST_CHECKPOINT if p.is_dir() else p).resolve() for p in paths}
     if len(checkpoints) != len(paths):
         raise ValueError(f"The same run is named twice in {', '.join(map(str, paths))}: each member once.")
     runs = [load_run(p, device) for p in paths]
@@ -77,19 +78,19 @@ def load_runs(paths: Sequence, device: str = "auto"):
                      first.channels_last, members=[r.run_dir for r in runs])
 
 
-def resolve_tta(lr, tta: Optional[str]) -> Tuple[str, str]:
+def resolve_tta(loaded, tta: Optional[str]) -> Tuple[str, str]:
     """(views for predict_logits, name of the test-time augmentation used) for a loaded run or ensemble.
 
     ``tta`` None: each run as it was trained to score (its train.tta; in an ensemble, each member its own);
     a mode: that mode for every member.
     """
-    if not lr.members:
-        mode = check_tta(lr.cfg.train.tta if tta is None else tta)
+    if not loaded.members:
+        mode = check_tta(loaded.cfg.train.tta if tta is None else tta)
         return mode, mode
     if tta is None:
-        own = [check_tta(m) for m in lr.model.ttas]
+        own = [check_tta(m) for m in loaded.model.ttas]
         return "none", "none" if set(own) == {"none"} else "+".join(own)
-    lr.model.ttas = ["none"] * len(lr.model.members)  # the views are made once, outside, for all members
+    loaded.model.ttas = ["none"] * len(loaded.model.members)  # the views are made once, outside, for all members
     return check_tta(tta), check_tta(tta)
 
 

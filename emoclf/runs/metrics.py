@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from emoclf.runs.folder import CLASSIFICATION_REPORT, CONFUSION_CSV, METRICS, PREDICTIONS
 from emoclf.utils.files import atomic_path, atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -109,14 +110,14 @@ def write_eval_files(out_dir: Path, paths: Sequence, y_true: np.ndarray, logits:
     out_dir = Path(out_dir)
     metrics = compute_metrics(y_true, logits, class_names)
     y_pred = logits.argmax(1).numpy()
-    write_predictions(out_dir / "predictions.csv", paths, y_true, logits, class_names)
+    write_predictions(out_dir / PREDICTIONS, paths, y_true, logits, class_names)
     cm = confusion(y_true, y_pred, len(class_names))
-    write_confusion_csv(out_dir / "confusion_matrix.csv", cm, class_names)
-    atomic_write_text(out_dir / "classification_report.txt", classification_report(y_true, y_pred, class_names))
+    write_confusion_csv(out_dir / CONFUSION_CSV, cm, class_names)
+    atomic_write_text(out_dir / CLASSIFICATION_REPORT, classification_report(y_true, y_pred, class_names))
     per_class = {}
     for i, name in enumerate(class_names):
         support = int(cm[i].sum())
         per_class[name] = {"support": support, "recall": float(cm[i, i] / support) if support else 0.0}
     metrics = {**metrics, **extra, "class_names": list(class_names), "per_class": per_class}
-    atomic_write_json(out_dir / "metrics.json", metrics)
+    atomic_write_json(out_dir / METRICS, metrics)
     return metrics

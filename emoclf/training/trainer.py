@@ -11,19 +11,39 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from emoclf.runs import checkpoint as ck
-from emoclf.utils import distributed as dd
-from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
 from emoclf.config import Config, save_config
+from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
 from emoclf.data.dataset import batches, discover, epoch_order, load_split
-from emoclf.engine import (amp_dtype, make_scaler, resident, predict_logits, select_device, set_threads,
-                     train_epoch, use_channels_last)
-from emoclf.runs.metrics import compute_metrics, f1_scores
-from emoclf.utils.files import atomic_write_text, remove_stale_temps
+from emoclf.engine import (
+    amp_dtype,
+    make_scaler,
+    predict_logits,
+    resident,
+    select_device,
+    set_threads,
+    use_channels_last,
+)
+from emoclf.models import check_model_name
 from emoclf.models.factory import create_model
+from emoclf.runs import checkpoint as ck
+from emoclf.runs.folder import (
+    BEST_CHECKPOINT,
+    CONFIG,
+    HISTORY,
+    LAST_CHECKPOINT,
+    apply_run_dir,
+    check_run_dir,
+    epochs_done,
+    is_finished,
+    minutes,
+    refuse_changes_to_finished,
+)
+from emoclf.runs.metrics import compute_metrics, f1_scores
+from emoclf.runs.scoring import finalize_run
+from emoclf.training.epoch import Learner, train_epoch
 from emoclf.training.optim import make_loss, make_optimizer, scheduled_lr
-from emoclf.runs.folder import (apply_run_dir, check_run_dir, epochs_done, finalize_run, is_finished, minutes,
-                   refuse_changes_to_finished)
+from emoclf.utils import distributed as dd
+from emoclf.utils.files import atomic_write_text, remove_stale_temps
 
 log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1", "val_top2",
@@ -73,7 +93,7 @@ def _write_history(run_dir: Path, history: List[Dict]) -> None:
     lines = [",".join(HISTORY_COLUMNS)]
     lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
               for row in history]
-    atomic_write_text(run_dir / "history.csv", "\n".join(lines) + "\n")
+    atomic_write_text(run_dir / HISTORY, "\n".join(lines) + "\n")
 
 
 class Trainer:
@@ -94,7 +114,7 @@ class Trainer:
         self.state = LoopState()
         ckpt = ck.read(self.resume_from) if self.resume_from is not None else None
         self.state.channels_last = use_channels_last(cfg.train.channels_last, self.device)
-        self.raw_model = ck.to_device(self.raw_model, self.device, self.state.channels_last)
+        self.raw_model = ck.place_model(self.raw_model, self.device, self.state.channels_last)
         self.model = self._wrap(self.raw_model)
         self.norm = Normalizer(*norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std), self.device,
                                self.state.channels_last)
@@ -200,8 +220,9 @@ class Trainer:
             steps = _until(steps, deadline, self.dist)
         bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}", self.dist.is_main)
         try:
-            res = train_epoch(self.model, self.train_images, self.train_labels, steps, self.optimizer, self.loss_fn,
-                              self.norm, self.augment, gen, self.scaler, self.dtype, bar, on_step)
+            learner = Learner(self.model, self.optimizer, self.loss_fn, self.scaler, self.dtype, self.norm,
+                              self.augment)
+            res = train_epoch(learner, self.train_images, self.train_labels, steps, gen, bar, on_step)
         finally:
             bar.close()
         return {"lr": lr, "images": res.count, "share": res.count / max(planned, 1), **self._train_metrics(res)}
@@ -243,8 +264,8 @@ class Trainer:
         t = self.cfg.train
         metrics = {k: row[k] for k in ("val_acc", "val_f1", "val_loss")}
         if improved:
-            ck.save(self._checkpoint(metrics, full=False), self.run_dir / "best.pt")
-        ck.save(self._checkpoint(metrics, full=True), self.run_dir / "last.pt")
+            ck.save(self._checkpoint(metrics, full=False), self.run_dir / BEST_CHECKPOINT)
+        ck.save(self._checkpoint(metrics, full=True), self.run_dir / LAST_CHECKPOINT)
         _write_history(self.run_dir, self.state.history)
         log.info("epoch %d/%d  loss %.4f/%.4f  acc %.4f/%.4f  F1 %.4f/%.4f  lr %.2e  %.1fs%s", row["epoch"],
                  t.epochs, row["train_loss"], row["val_loss"], row["train_acc"], row["val_acc"], row["train_f1"],
@@ -293,6 +314,7 @@ def _until(steps, deadline: float, info: dd.DistInfo):
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     """Train ``cfg`` into its run folder and return the folder."""
+    check_model_name(cfg.model.name)
     if resume and not overwrite and is_finished(cfg.run_dir):
         refuse_changes_to_finished(cfg)
         log.info("%s is already finished; nothing to resume.", cfg.run_dir)
@@ -300,7 +322,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
     try:
         if trainer.dist.is_main:
-            save_config(cfg, trainer.run_dir / "config.yaml")
+            save_config(cfg, trainer.run_dir / CONFIG)
         return trainer.fit()
     finally:
         dd.shutdown()

@@ -15,7 +15,8 @@ from typing import Any, Iterator, List
 TMP_SUFFIX = ".tmp"
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask."""
     try:  # Linux shows it without changing it (no race with other threads)
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -91,12 +92,12 @@ def file_digest(path: Path) -> str:
 
 def usual_file_mode(path: Path) -> None:
     """Give a file made by ``tempfile.mkstemp`` (0600) the permissions ``open`` would (0666 less the umask)."""
-    os.chmod(path, 0o666 & ~_umask())
+    os.chmod(path, 0o666 & ~current_umask())
 
 
 def usual_folder_mode(folder: Path) -> None:
     """Give a folder made by ``tempfile.mkdtemp`` (0700) the permissions ``mkdir`` would (0777 less the umask)."""
-    os.chmod(folder, 0o777 & ~_umask())
+    os.chmod(folder, 0o777 & ~current_umask())
 
 
 def remove_stale_temps(folder: Path) -> List[Path]:

@@ -6,12 +6,7 @@ from typing import Any
 
 import yaml
 
-
-def show(value: Any, quoted: bool = True, width: int = 80) -> str:
-    """A value for an error message, cut short: a hostile config must not make the message huge."""
-    text = repr(value) if quoted else str(value)
-    return text if len(text) <= width else text[:width - 3] + "..."
-
+from emoclf.utils.text import show
 
 # A config is a few hundred bytes of a few dozen values; anything far bigger is a mistake or an attack
 # (e.g. "billion laughs": nested aliases that expand to billions of values).
@@ -66,7 +61,7 @@ def safe_yaml(text: str, where: str) -> Any:
         raise ValueError(f"{where} is {len(text)} characters long; a config is far smaller (limit "
                          f"{MAX_YAML_BYTES}). Is it the right file?")
     try:
-        data = yaml.load(text, Loader=_SafeUniqueLoader)  # noqa: S506 - a SafeLoader
+        data = yaml.load(text, Loader=_SafeUniqueLoader)
     except _DuplicateKey as exc:
         raise ValueError(f"{where}: {exc.problem}.") from None
     except yaml.constructor.ConstructorError as exc:
@@ -88,7 +83,8 @@ def read_yaml(path: Path) -> dict:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise FileNotFoundError(f"Config file not found: {path}. Pass an existing file, e.g. --config configs/cnn.yaml.") from None
+        raise FileNotFoundError(f"Config file not found: {path}. Pass an existing file, e.g. --config "
+                                f"configs/cnn.yaml.") from None
     except IsADirectoryError:
         raise ValueError(f"Config file {path} is a folder; pass a YAML file, e.g. --config configs/cnn.yaml.") from None
     except UnicodeDecodeError as exc:

@@ -1,0 +1,73 @@
+"""comparison.md and the comparison's table columns."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List
+
+from emoclf.runs.folder import REPORT
+from emoclf.runs.report import percent
+from emoclf.utils.files import atomic_write_text
+
+# Column key, header in comparison.md; comparison.csv uses the keys as its header.
+COLUMNS = [("run", "run"), ("model", "model"), ("tta", "TTA"), ("accuracy", "accuracy"), ("top2_accuracy", "top-2"),
+           ("f1_macro", "macro F1"), ("f1_weighted", "weighted F1"), ("loss", "loss"), ("num_params", "parameters"),
+           ("model_size_mb", "size (MB)"), ("train_seconds", "training (s)"),
+           ("inference_ms_per_image", "inference (ms/image)"), ("latency_ms_batch1", "latency (ms, batch 1)"),
+           ("best_epoch", "best epoch"), ("epochs_trained", "epochs"), ("image_size", "input (px)"),
+           ("num_images", "images scored"), ("data_root", "data"), ("run_dir", "run folder")]
+
+
+TIMING_BATCH = 32  # images per timed forward pass, the same for every run
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "n/a"
+    if key in ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted"):
+        return percent(value)
+    if key == "loss":
+        return f"{value:.4f}"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def comparison_table(rows: List[Dict], best: str) -> List[str]:
+    """The comparison as Markdown table lines (best run in bold)."""
+    cols = [(k, h) for k, h in COLUMNS if k not in ("data_root", "run_dir")]
+    lines = ["| " + " | ".join(h for _, h in cols) + " |", "| --- " * len(cols) + "|"]
+    for r in rows:
+        cells = [_cell(k, r.get(k)) for k, _ in cols]
+        if r["run"] == best:
+            cells[0] = f"**{cells[0]}**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
+    """comparison.md: warnings, table, best model, figures and links to each run's report."""
+    out_dir, rows, best = Path(out_dir), summary["runs"], summary["best"]
+    lines = [f"# Model comparison ({len(rows)} runs)", ""]
+    lines += [f"> **Warning:** {w}" for w in summary["warnings"]] + ([""] if summary["warnings"] else [])
+    lines += [f"Best model by macro F1: **{best['run']}** ({percent(best['f1_macro'])}).", ""]
+    lines += comparison_table(rows, best["run"]) + [""]
+    lines += [f"Scores are on each row's own evaluation data: a run's validation split, or the data an `emoclf "
+              f"evaluate` folder scored ({', '.join(sorted({str(r['split']) for r in rows}))}). "
+              f"Inference times were measured when this comparison was written, in one process on "
+              f"{summary['device']}, in batches of {TIMING_BATCH} images (ms/image) and one image at a time "
+              f"(latency), with every view of the row's test-time augmentation (TTA), taking turns and keeping "
+              f"the best of three; training times come from each run's "
+              f"metrics.json. Every number: [comparison.csv](comparison.csv).", ""]
+    titles = {"metrics.png": "Headline metrics", "validation_curves.png": "Validation curves",
+              "confusion_matrices.png": "Normalized confusion matrices"}
+    for name in summary["figures"]:
+        lines += [f"## {titles.get(name, name)}", "", f"![{titles.get(name, name)}]({name})", ""]
+    lines += ["## Runs", ""]
+    for r in rows:
+        link = Path(os.path.relpath(Path(r["scores_dir"]) / REPORT, out_dir.resolve())).as_posix()
+        lines.append(f"- {r['run']} ({r['model']}, data {r['data_root']}): [report]({link})")
+    lines.append("")
+    path = out_dir / "comparison.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
