@@ -131,3 +131,16 @@ def crop(img: Image.Image, box: Box) -> Image.Image:
     """The part of ``img`` inside ``box`` [x, y, w, h]."""
     x, y, w, h = box
     return img.crop((x, y, x + w, y + h))
+
+
+# The face options of predict, evaluate, explain, video and webcam ("none": the whole image is the face).
+FACE_NAMES = ("none", "haar")
+
+
+def make_detector(name: str, **options):
+    """The face detector called ``name`` (one of FACE_NAMES) built with ``options``; None for "none"."""
+    if name == "none":
+        return None
+    if name == "haar":
+        return FaceDetector(**options)
+    raise ValueError(f"Unknown face detector {name!r}; choose one of {', '.join(FACE_NAMES)}.")
