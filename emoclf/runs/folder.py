@@ -146,21 +146,31 @@ def as_run_list(run: Union[str, Path, Sequence]) -> List[Path]:
     return [Path(run)] if isinstance(run, (str, Path)) else [Path(r) for r in run]
 
 
+def comparison_files(outputs: Path = Path("outputs")) -> List[Path]:
+    """The comparison.json files under ``outputs`` (at most two folders down), newest first."""
+    outputs = Path(outputs)
+    found = [p for pattern in (COMPARISON_JSON, f"*/{COMPARISON_JSON}", f"*/*/{COMPARISON_JSON}")
+             for p in outputs.glob(pattern)]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def finished_runs(outputs: Path = Path("outputs")) -> List[Path]:
+    """The finished run folders under ``outputs`` (at most two folders down), newest first."""
+    outputs = Path(outputs)
+    metrics = [p for pattern in (f"*/{METRICS}", f"*/*/{METRICS}") for p in outputs.glob(pattern)]
+    finished = [m for m in metrics if is_finished(m.parent)]
+    return [m.parent for m in sorted(finished, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
 def default_run(outputs: Path = Path("outputs")) -> Tuple[Path, str]:
     """Best run of the latest comparison under ``outputs``, else its newest finished run; and why it was chosen."""
-    from emoclf.runs.folder import is_finished
-
     outputs = Path(outputs)
-    comparisons = list(outputs.glob(COMPARISON_JSON)) + list(outputs.glob("*/comparison.json")) + \
-        list(outputs.glob("*/*/comparison.json"))
-    for comp in sorted(comparisons, key=lambda p: p.stat().st_mtime, reverse=True):
+    for comp in comparison_files(outputs):
         best = _best_of_comparison(comp)
         if best is not None:
             return best, f"best run of {comp}"
-    metrics = list(outputs.glob("*/metrics.json")) + list(outputs.glob("*/*/metrics.json"))
-    finished = [m for m in metrics if is_finished(m.parent)]
+    finished = finished_runs(outputs)
     if not finished:
         raise FileNotFoundError(f"No finished run under {outputs}/ to predict with. Train one (emoclf train -c "
                                 f"configs/cnn.yaml) or pass --run RUN_FOLDER_OR_CHECKPOINT.")
-    newest = max(finished, key=lambda p: p.stat().st_mtime)
-    return newest.parent, f"newest finished run under {outputs}"
+    return finished[0], f"newest finished run under {outputs}"
