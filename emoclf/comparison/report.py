@@ -21,7 +21,8 @@ COLUMNS = [("run", "run"), ("model", "model"), ("tta", "TTA"), ("accuracy", "acc
 TIMING_BATCH = 32  # images per timed forward pass, the same for every run
 
 
-def _cell(key: str, value) -> str:
+def format_cell(key: str, value) -> str:
+    """One value of the comparison table as shown: metrics in percent, times with two decimals."""
     if value is None:
         return "n/a"
     if key in ("accuracy", "top2_accuracy", "f1_macro", "f1_weighted"):
@@ -38,7 +39,7 @@ def comparison_table(rows: List[Dict], best: str) -> List[str]:
     cols = [(k, h) for k, h in COLUMNS if k not in ("data_root", "run_dir")]
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "| --- " * len(cols) + "|"]
     for r in rows:
-        cells = [_cell(k, r.get(k)) for k, _ in cols]
+        cells = [format_cell(k, r.get(k)) for k, _ in cols]
         if r["run"] == best:
             cells[0] = f"**{cells[0]}**"
         lines.append("| " + " | ".join(cells) + " |")
