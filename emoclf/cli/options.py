@@ -37,7 +37,12 @@ def add_out(p: argparse.ArgumentParser, default, help_text: str, short: bool = F
 def add_run_choice(p: argparse.ArgumentParser, several: bool, help_text: str) -> None:
     """``--run`` (repeatable for an ensemble when ``several``) and ``--runs-dir`` where the default run is found."""
     p.add_argument("--run", action="append" if several else "store", help=help_text)
-    p.add_argument("--runs-dir", default="outputs", help="where to look for the default run (default: outputs)")
+    add_runs_dir(p)
+
+
+def add_runs_dir(p: argparse.ArgumentParser, what: str = "the default run") -> None:
+    """``--runs-dir``: the folder of run folders (and comparisons) searched for ``what``."""
+    p.add_argument("--runs-dir", default="outputs", help=f"where to look for {what} (default: outputs)")
 
 
 def add_tta(p: argparse.ArgumentParser, default_text: str) -> None:

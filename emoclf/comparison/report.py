@@ -5,7 +5,7 @@ import os
 from pathlib import Path
 from typing import Dict, List
 
-from emoclf.runs.folder import REPORT
+from emoclf.runs.folder import COMPARISON_MD, REPORT
 from emoclf.runs.report import percent
 from emoclf.utils.files import atomic_write_text
 
@@ -69,6 +69,6 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
         link = Path(os.path.relpath(Path(r["scores_dir"]) / REPORT, out_dir.resolve())).as_posix()
         lines.append(f"- {r['run']} ({r['model']}, data {r['data_root']}): [report]({link})")
     lines.append("")
-    path = out_dir / "comparison.md"
+    path = out_dir / COMPARISON_MD
     atomic_write_text(path, "\n".join(lines))
     return path

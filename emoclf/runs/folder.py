@@ -28,6 +28,7 @@ SKIPPED_FILES = "skipped_files.txt"
 FINISHED_WHEN = (METRICS, REPORT, BEST_CHECKPOINT)  # a run is finished once all three exist
 COMPARISON_JSON = "comparison.json"  # written by emoclf compare; names the best run
 COMPARISON_CSV = "comparison.csv"
+COMPARISON_MD = "comparison.md"  # the comparison as a page
 
 log = logging.getLogger(__name__)
 # Keys that change how a run is computed, not what it computes.
