@@ -5,10 +5,12 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 import numpy as np
 from PIL import Image
+
+from emoclf.inference.detection import Box, Face
 
 # OpenCV's frontal-face cascades by short name. The defaults ("alt", scale factor 1.2, 3 neighbours) come from
 # scripts/benchmark_face.py: against "default" at 1.1 / 6 they found more faces over a range of sizes (alt's window
@@ -17,7 +19,6 @@ from PIL import Image
 # default min_face of 48 px skips the smallest pyramid level on photos up to about 770 px (15-30% less time there).
 CASCADES = {name: f"haarcascade_frontalface_{name}.xml" for name in ("default", "alt", "alt2", "alt_tree")}
 DEFAULT_CASCADE = "alt"
-Box = Tuple[int, int, int, int]  # x, y, width, height in pixels of the original image
 
 
 def load_cv2():
@@ -74,6 +75,8 @@ class FaceDetector:
     cascade: Optional[str] = None  # cascade XML file or a name in CASCADES; None: DEFAULT_CASCADE
     min_face: int = 48  # smallest face looked for, in the photo's pixels (0: the cascade's window on the copy)
 
+    name = "haar"
+
     def __post_init__(self):
         if not self.scale_factor > 1.0:
             raise ValueError(f"--scale-factor must be greater than 1 (e.g. 1.2); got {self.scale_factor}.")
@@ -102,6 +105,10 @@ class FaceDetector:
                                                   minNeighbors=self.min_neighbors, minSize=(side, side))
         boxes = [_scale_box(b, scale, w, h) for b in np.asarray(found).reshape(-1, 4)]
         return sorted(boxes, key=lambda b: (-b[2] * b[3], b[0], b[1]))
+
+    def detect_faces(self, img: Image.Image) -> List[Face]:
+        """The faces of :meth:`detect`, without landmarks (a Haar cascade finds none)."""
+        return [Face(b) for b in self.detect(img)]
 
 
 def _scale_box(box, scale: float, width: int, height: int) -> Box:
@@ -134,13 +141,22 @@ def crop(img: Image.Image, box: Box) -> Image.Image:
 
 
 # The face options of predict, evaluate, explain, video and webcam ("none": the whole image is the face).
-FACE_NAMES = ("none", "haar")
+FACE_NAMES = ("none", "haar", "mtcnn")
 
 
 def make_detector(name: str, **options):
-    """The face detector called ``name`` (one of FACE_NAMES) built with ``options``; None for "none"."""
+    """The face detector called ``name`` (one of FACE_NAMES) built with ``options``; None for "none".
+
+    "haar": :class:`FaceDetector` (OpenCV's Haar cascade; options scale_factor, min_neighbors, detect_size, cascade,
+    min_face); "mtcnn": :class:`emoclf.inference.mtcnn.MtcnnDetector` (faces with five landmarks; options min_face,
+    detect_size, thresholds, scale_step). Each has ``detect(img)`` (boxes) and ``detect_faces(img)`` (:class:`Face`).
+    """
     if name == "none":
         return None
     if name == "haar":
         return FaceDetector(**options)
+    if name == "mtcnn":
+        from emoclf.inference.mtcnn import MtcnnDetector
+
+        return MtcnnDetector(**options)
     raise ValueError(f"Unknown face detector {name!r}; choose one of {', '.join(FACE_NAMES)}.")
