@@ -24,7 +24,7 @@ LAYERS: List[List[str]] = [
     ["runs"],
     ["training", "inference"],
     ["comparison"],
-    ["api"],  # emoclf/__init__.py: the public Python API
+    ["api"],  # emoclf/__init__.py and emoclf/api.py: the public Python API
     ["cli"],
     ["__main__"],
 ]

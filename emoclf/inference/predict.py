@@ -115,9 +115,21 @@ class Predictor:
             inputs = np.stack([self.preprocess(c) for c in crops])
         else:  # the very same decoding and resizing as validation images
             inputs = load_array(path, p["image_size"], p["grayscale"], p["aspect"])[None]
-        probs = self.probabilities(inputs)
         size = original.size if original is not None else _image_size(path)
-        record = {"image": str(path), "run": str(self.run), "width": size[0], "height": size[1],
+        return self._prediction(str(path), size, (boxes, crop_boxes, crops), inputs, original, keep_images)
+
+    def predict_image(self, img, name: Optional[str] = None, keep_images: bool = False) -> Prediction:
+        """Scores of an image already in memory (PIL, as decoded: no EXIF turn), as ``predict_file`` scores a file;
+        ``name`` goes into the record's "image"."""
+        boxes, crop_boxes, crops = self.find_faces(img) if self.detector else ([], [], [])
+        inputs = np.stack([self.preprocess(c) for c in crops]) if crops else self.preprocess(img)[None]
+        return self._prediction(name, img.size, (boxes, crop_boxes, crops), inputs, img, keep_images)
+
+    def _prediction(self, name: Optional[str], size: Tuple[int, int], faces: Tuple[List, List, List],
+                    inputs: np.ndarray, original, keep_images: bool) -> Prediction:
+        boxes, crop_boxes, crops = faces
+        probs = self.probabilities(inputs)
+        record = {"image": name, "run": str(self.run), "width": size[0], "height": size[1],
                   "haar": self.detector is not None, "faces": []}
         for box, cbox, row in zip(boxes, crop_boxes, probs):
             record["faces"].append({"box": [int(v) for v in box], "crop": [int(v) for v in cbox], **self._result(row)})
