@@ -24,6 +24,7 @@ LAYERS: List[List[str]] = [
     ["runs"],
     ["training", "inference"],
     ["comparison"],
+    ["serve"],  # emoclf serve: the web page, above inference and comparison
     ["api"],  # emoclf/__init__.py and emoclf/api.py: the public Python API
     ["cli"],
     ["__main__"],
