@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -40,9 +41,12 @@ def test_scripts_parse(script):
 
 
 def test_quick_pipeline_then_comparison(env, tmp_path):
+    env.pop("EMOCLF_SET")  # --quick alone trains ResNet18 and MobileNetV3 from scratch: no ImageNet weights, offline
     res = _run("run_pipeline.sh", env, "--quick", "--no-install", "--set", "train.batch_size=16")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "from scratch" in res.stdout
     out = tmp_path / "outputs"
+    assert "pretrained: false" in (out / "resnet18" / "config.yaml").read_text()
     rows = _rows(out / "comparison" / "comparison.csv")
     assert [r["run"] for r in rows] == ["cnn", "resnet18", "mobilenet_v3"]
     assert all(r["epochs_trained"] == "1" and r["image_size"] == "32" for r in rows)
@@ -50,7 +54,7 @@ def test_quick_pipeline_then_comparison(env, tmp_path):
     assert f"Report: {out}/comparison/comparison.md" in res.stdout
     stamps = {name: (out / name / "best.pt").stat().st_mtime_ns for name in ("resnet18", "mobilenet_v3")}
 
-    res = _run("run_comparison.sh", env, "--quick", "--no-install", "--set", "train.batch_size=16")
+    res = _run("run_comparison.sh", env, "--quick", "--no-install", "--set", "train.batch_size=16", "--device", "cpu")
     assert res.returncode == 0, res.stderr[-3000:]
     rows = _rows(out / "comparison_resnet18_vs_mobilenet_v3" / "comparison.csv")
     assert [r["run"] for r in rows] == ["resnet18", "mobilenet_v3"]
@@ -68,9 +72,11 @@ def test_pipeline_stops_at_the_first_failing_step(env, tmp_path):
 
 
 def test_pipeline_checks_its_environment_before_any_step(env, tmp_path):
-    env["EMOCLF_DATA_ROOT"] = str(tmp_path / "missing")
+    data, env["EMOCLF_DATA_ROOT"] = env["EMOCLF_DATA_ROOT"], str(tmp_path / "missing")
     res = _run("run_pipeline.sh", env, "--quick", "--no-install")
     assert res.returncode == 2 and f"EMOCLF_DATA_ROOT={tmp_path / 'missing'} is not a folder" in res.stderr
+    assert "pass an archive as the first argument" in res.stderr
+    env["EMOCLF_DATA_ROOT"] = data
     env["EMOCLF_PYTHON"] = "false"  # an interpreter without emoclf and torch
     res = _run("run_pipeline.sh", env, "--quick", "--no-install")
     assert res.returncode == 2 and "--no-install needs emoclf, torch and torchvision" in res.stderr
@@ -117,3 +123,69 @@ def test_predict_benchmark_prints_its_table():
     rows = [line for line in out.splitlines() if line.startswith("| cnn") or line.startswith("| mobilenet")]
     assert len(rows) == 4  # two models, with and without --haar
     assert all(float(r.split("|")[4].split()[0]) > 0 for r in rows)
+
+
+def test_pipeline_passes_on_the_options_its_messages_name(env, tmp_path):
+    env["EMOCLF_CONFIGS"] = "configs/cnn.yaml configs/resnet18.yaml"
+    assert _run("run_pipeline.sh", env, "--quick", "--no-install").returncode == 0
+    res = _run("run_pipeline.sh", env, "--quick", "--no-install", "--set", "train.batch_size=8")
+    assert res.returncode == 2 and "pass --overwrite" in res.stderr  # the finished run has another config
+    res = _run("run_pipeline.sh", env, "--quick", "--no-install", "--set", "train.batch_size=8", "--overwrite")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "batch_size: 8" in (tmp_path / "outputs" / "cnn" / "config.yaml").read_text()
+
+
+def test_data_root_given_an_archive_is_installed_like_a_source(env, tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "course.zip", "w") as zf:
+        zf.writestr("readme.txt", "no images in here")
+    env["EMOCLF_DATA_ROOT"], env["EMOCLF_DATA"] = str(tmp_path / "course.zip"), str(tmp_path / "data2")
+    res = _run("run_pipeline.sh", env, "--quick", "--no-install")
+    assert "is a file: installing it as the dataset" in res.stdout
+    assert res.returncode == 2 and "No dataset in" in res.stderr and "is not a folder" not in res.stderr
+
+
+def test_offline_download_names_the_next_command(env, tmp_path):
+    env.pop("EMOCLF_DATA_ROOT")
+    env["EMOCLF_DATA"] = str(tmp_path / "data2")
+    res = _run("run_pipeline.sh", env, "https://127.0.0.1:9/faces.zip", "--quick", "--no-install")  # refused at once
+    assert res.returncode == 1 and "Cannot reach 127.0.0.1: the network is unreachable" in res.stderr
+    assert "run_pipeline.sh path/to/archive.zip --set model.pretrained=false" in res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr) < 1500
+
+
+def _fake_venv(tmp_path) -> Path:
+    """A virtual environment whose python logs pip calls (and installs nothing) and runs the rest for real."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    python = venv / "bin" / "python"
+    python.write_text(f'#!/bin/sh\nif [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "$@" >> "{tmp_path}/pip.log"; '
+                      f'exit 0; fi\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    return venv
+
+
+def test_pipeline_installs_once_and_says_what_it_does(env, tmp_path):
+    env["EMOCLF_VENV"] = str(_fake_venv(tmp_path))
+    env.pop("EMOCLF_DATA_ROOT")
+    res = _run("run_pipeline.sh", env, str(tmp_path / "missing.zip"))  # stops at the download, after the install
+    assert res.returncode == 2 and "Installing emoclf into" in res.stdout and "Installed in" in res.stdout
+    assert "-e ." in (tmp_path / "pip.log").read_text()
+    (tmp_path / "pip.log").unlink()
+    res = _run("run_pipeline.sh", env, str(tmp_path / "missing.zip"))
+    assert res.returncode == 2 and "pyproject.toml is unchanged: no pip run" in res.stdout
+    assert not (tmp_path / "pip.log").exists()
+
+
+def test_run_tests_says_what_it_installs(tmp_path):
+    (tmp_path / "repo").mkdir()
+    shutil.copy(REPO / "run_tests.sh", tmp_path / "repo" / "run_tests.sh")
+    venv = tmp_path / "repo" / ".venv" / "bin"
+    venv.mkdir(parents=True)
+    (venv / "python").write_text("#!/bin/sh\ncase \"$*\" in *'import torch'*) exit 1 ;; esac\nexit 0\n")
+    (venv / "python").chmod(0o755)
+    res = subprocess.run([BASH, str(tmp_path / "repo" / "run_tests.sh"), "-q"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "allow 5-20 minutes" in res.stdout and "download.pytorch.org/whl/cpu" in res.stdout
+    assert "running the tests (pytest -q)" in res.stdout

@@ -238,8 +238,14 @@ def _clean_partials(dest: Path) -> None:
 def download(source: Optional[str] = None, dest: str = "data", force: bool = False,
              max_gb: Optional[float] = None) -> Result:
     """Fetch, check and unpack ``source`` into ``dest``, then record where the dataset root is."""
-    src = sources.parse(source or sources.DEFAULT_SOURCE)
     dest_path, limit, started = Path(dest).expanduser(), archive.max_bytes(max_gb), time.time()
+    if source is None and not force:  # no --source: a dataset already recorded in dest, whatever its source
+        record = _read_record(dest_path) or {}
+        if isinstance(record.get("identity"), dict):
+            done = _already_there(dest_path, record["identity"], str(record.get("source", "?")))
+            if done is not None:
+                return done
+    src = sources.parse(source or sources.DEFAULT_SOURCE)
     identity = sources.identity(src)
     if not force:
         done = _already_there(dest_path, identity, src.label)

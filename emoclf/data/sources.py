@@ -24,6 +24,7 @@ TIMEOUT_S = 60  # seconds without a byte before a download counts as failed
 DRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{20,}$")
 OFFLINE_HINT = ("Without internet, download the file on another machine and pass it: "
                 "`emoclf download --source path/to/archive.zip` (a folder or a fer2013.csv works too).")
+DRIVE_PAGE = "https://drive.google.com/file/d/{}/view"  # what a browser opens to download a Drive file
 # Exception class names, across requests/urllib3/gdown versions, that mean "no network".
 NETWORK_ERRORS = ("ConnectionError", "ConnectTimeout", "NewConnectionError", "MaxRetryError", "NameResolutionError",
                   "gaierror", "Timeout", "TimeoutError", "timeout", "ProxyError", "URLError")
@@ -103,11 +104,12 @@ def is_network_error(exc: BaseException) -> bool:
     return False
 
 
-def _failure(where: str, exc: BaseException) -> RuntimeError:
+def _failure(where: str, exc: BaseException, page: str = "") -> RuntimeError:
     first = (str(exc).strip().splitlines() or [""])[0][:300]
-    if is_network_error(exc):
-        return RuntimeError(f"Cannot reach {where}: the network is unreachable ({type(exc).__name__}: {first}). "
-                            f"{OFFLINE_HINT}")
+    if is_network_error(exc):  # short: the library's long text helps no one offline; the fix does
+        hint = (f"Open {page} in a browser to download the file, then pass it: `emoclf download --source "
+                f"path/to/archive.zip` (a folder or a fer2013.csv works too)." if page else OFFLINE_HINT)
+        return RuntimeError(f"Cannot reach {where}: the network is unreachable ({type(exc).__name__}). {hint}")
     return RuntimeError(f"Download from {where} failed ({type(exc).__name__}: {first}). {HTML_HINT}")
 
 
@@ -122,7 +124,7 @@ def _fetch_drive(file_id: str, folder: Path) -> Path:
     try:
         out = gdown.download(**kwargs)
     except Exception as exc:  # gdown's exceptions differ between versions; all become one clear message
-        raise _failure("drive.google.com", exc) from None
+        raise _failure("drive.google.com", exc, DRIVE_PAGE.format(file_id)) from None
     if not out or not Path(out).is_file():  # older gdown returns None instead of raising
         raise RuntimeError(f"Google Drive did not return file {file_id}. {HTML_HINT}")
     return Path(out)
@@ -147,7 +149,7 @@ def _fetch_url(url: str, folder: Path) -> Path:
     except (urllib.error.URLError, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, urllib.error.URLError) and not is_network_error(exc):
             raise  # a local write failure (disk full), not the network
-        raise _failure(urllib.parse.urlparse(url).hostname or url, exc) from None
+        raise _failure(urllib.parse.urlparse(url).hostname or url, exc, url) from None
     return path
 
 
