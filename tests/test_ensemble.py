@@ -84,20 +84,50 @@ def test_predict_with_repeated_run_averages_scores(runs, second, capsys, tmp_pat
 
 
 def test_members_must_share_classes_and_input(runs, second, capsys):
-    with pytest.raises(ValueError, match="data.grayscale differs"):
-        evaluate_run([runs.cnn, runs.rgb])
     with pytest.raises(ValueError, match="named twice"):
         evaluate_run([runs.cnn, runs.cnn / "best.pt"])
     assert main(["predict", "x.jpg", "--run", str(runs.cnn), "--run", str(second), "--backend", "onnx"]) == 2
     assert "PyTorch only" in capsys.readouterr().err
 
 
-def test_ensemble_feeds_each_member_its_own_normalization():
+def test_members_of_other_sizes_and_colour_modes_average(runs, tmp_path):
+    """A grayscale and a colour run (the pipeline's CNN and ResNet18 differ so, and in size) average; each member
+    reads the image in its own colour mode and size."""
+    from emoclf.training.trainer import train
+
+    rgb24 = train(load_config(str(runs.rgb_config), runs.overrides + [
+        "data.image_size=24", f"output.dir={tmp_path}", "output.name=rgb24"]))
+    m = evaluate_run([runs.cnn, rgb24], tta="none", out=str(tmp_path / "ens"))
+    assert m["num_images"] > 0 and "Ensemble of 2 runs" in (Path(m["out_dir"]) / "report.md").read_text()
+    (_, a), (_, b) = (_probs(Path(evaluate_run(r, tta="none", out=str(tmp_path / r.name))["out_dir"]))
+                      for r in (runs.cnn, rgb24))
+    _, ens = _probs(Path(m["out_dir"]))
+    # gray from colour by PIL's weights and 32 px resized to 24: the average of the members, up to resampling
+    assert np.abs(ens - (a + b) / 2).mean() < 0.01 and np.abs(ens - (a + b) / 2).max() < 0.1
+
+
+def test_an_ensemble_names_every_difference_at_once():
+    from emoclf.runs.ensemble import check_members
+
+    prep = {"image_size": 48, "grayscale": True, "aspect": "pad", "mean": [0.5], "std": [0.25]}
+    other = {**prep, "image_size": 96, "grayscale": False, "aspect": "crop"}
+    with pytest.raises(ValueError) as err:
+        check_members(["a", "b"], [["happy", "sad"], ["happy", "angry"]], [prep, other])
+    assert "classes happy, angry" in str(err.value) and "data.aspect is crop in b" in str(err.value)
+    assert "image_size" not in str(err.value) and "grayscale" not in str(err.value)  # those each member handles
+    check_members(["a", "b"], [["happy", "sad"]] * 2, [prep, {**other, "aspect": "pad"}])
+
+
+def test_ensemble_feeds_each_member_its_own_input():
     torch.manual_seed(0)
-    m1, m2 = nn.Sequential(nn.Flatten(), nn.Linear(12, 3)), nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
-    mean1, std1, mean2, std2 = [0.5], [0.25], [0.2], [0.4]
-    x = torch.rand(4, 1, 2, 6)  # 0..1 pixels
-    ens = Ensemble([m1, m2], [mean1, mean2], [std1, std2])
-    out = ens((x - mean1[0]) / std1[0])
-    want = (torch.softmax(m1((x - mean1[0]) / std1[0]), 1) + torch.softmax(m2((x - mean2[0]) / std2[0]), 1)) / 2
-    torch.testing.assert_close(out.exp(), want, atol=1e-6, rtol=1e-5)
+    m1, m2 = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), nn.Sequential(nn.Flatten(), nn.Linear(3 * 4, 3))
+    p1 = {"image_size": 4, "grayscale": True, "aspect": "pad", "mean": [0.5], "std": [0.25]}
+    p2 = {"image_size": 2, "grayscale": False, "aspect": "pad", "mean": [0.2, 0.3, 0.4], "std": [0.4, 0.5, 0.6]}
+    x = torch.rand(4, 3, 4, 4)  # the shared read: 0..1 colour pixels at the larger side
+    ens = Ensemble([m1, m2], [p1, p2])
+    assert ens.shared["image_size"] == 4 and ens.shared["grayscale"] is False
+    gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    small = torch.nn.functional.interpolate(x, size=(2, 2), mode="bilinear", antialias=True, align_corners=False)
+    mean2, std2 = torch.tensor(p2["mean"]).view(1, 3, 1, 1), torch.tensor(p2["std"]).view(1, 3, 1, 1)
+    want = (torch.softmax(m1((gray - 0.5) / 0.25), 1) + torch.softmax(m2((small - mean2) / std2), 1)) / 2
+    torch.testing.assert_close(ens(x).exp(), want, atol=1e-6, rtol=1e-5)

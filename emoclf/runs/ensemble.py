@@ -1,8 +1,9 @@
 """Several finished runs as one model: the average of their class probabilities."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,55 +12,92 @@ import torch.nn.functional as F
 from emoclf.engine import check_tta, tta_views
 from emoclf.runs.folder import BEST_CHECKPOINT
 
-# Preprocessing that decides which pixels a model reads; members must agree on it to share one input batch.
-SHARED_INPUT = ("image_size", "grayscale", "aspect")
+# PIL's convert("L") weights (ITU-R 601-2 luma): a grayscale member sees the gray image it was trained on.
+LUMA = (0.299, 0.587, 0.114)
+
+
+def shared_input(preps: Sequence[Dict]) -> Dict:
+    """The one read of an image that every member's input is made from: the largest member's size, in colour when
+    any member reads colour, scaled to 0..1 (mean 0, std 1); each member then resizes, turns gray and normalizes
+    it as it was trained (:class:`MemberInput`)."""
+    gray = all(p["grayscale"] for p in preps)
+    channels = 1 if gray else 3
+    return {"image_size": max(p["image_size"] for p in preps), "grayscale": gray, "aspect": preps[0]["aspect"],
+            "mean": [0.0] * channels, "std": [1.0] * channels, "crop": preps[0].get("crop", 0) or 0}
+
+
+class MemberInput(nn.Module):
+    """One member's input from the shared 0..1 read: colour to gray, resized to its side, its mean and std."""
+
+    def __init__(self, prep: Dict, shared: Dict):
+        super().__init__()
+        self.gray = bool(prep["grayscale"]) and not shared["grayscale"]
+        # members that read crops share one size (check_members), so only crop-free members are resized
+        self.size = None if prep["image_size"] == shared["image_size"] else prep["image_size"]
+        self.register_buffer("mean", torch.tensor(prep["mean"], dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("std", torch.tensor(prep["std"], dtype=torch.float32).view(1, -1, 1, 1), False)
+        self.register_buffer("luma", torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1), False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.gray:
+            x = (x * self.luma.to(x.dtype)).sum(1, keepdim=True)
+        if self.size is not None and x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
+        return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
 
 class Ensemble(nn.Module):
     """Log of the mean softmax of the member models.
 
-    The input is normalized with the first member's mean/std; each other member's input is rescaled to its own
-    statistics, so members trained with different normalization still read what they were trained on. Each member
-    averages its own test-time views (``ttas``, one mode per member; "none": the input only).
+    The input is the shared read of :func:`shared_input` (0..1 pixels at the largest member's size, colour when a
+    member reads colour); each member turns it into the input it was trained on (its own size, colour mode, mean
+    and std), so that runs of different inputs average. Each member averages its own test-time views (``ttas``,
+    one mode per member; "none": the input only).
     """
 
-    def __init__(self, models: Sequence[nn.Module], means: Sequence[Sequence[float]],
-                 stds: Sequence[Sequence[float]], ttas: Optional[Sequence[str]] = None):
+    def __init__(self, models: Sequence[nn.Module], preps: Sequence[Dict], ttas: Optional[Sequence[str]] = None):
         super().__init__()
         self.members = nn.ModuleList(models)
+        self.shared = shared_input(preps)
+        self.inputs = nn.ModuleList(MemberInput(p, self.shared) for p in preps)
         self.ttas = list(ttas) if ttas is not None else ["none"] * len(models)
-        m0, s0 = torch.tensor(means[0]).view(1, -1, 1, 1), torch.tensor(stds[0]).view(1, -1, 1, 1)
-        # x_i = (x_0 * s0 + m0 - m_i) / s_i  =  x_0 * scale_i + shift_i  (member 0 reads x_0 as it is)
-        for i in range(1, len(self.members)):
-            m, s = torch.tensor(means[i]).view(1, -1, 1, 1), torch.tensor(stds[i]).view(1, -1, 1, 1)
-            self.register_buffer(f"scale{i}", s0 / s, persistent=False)
-            self.register_buffer(f"shift{i}", (m0 - m) / s, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         probs = 0
-        for i, (model, mode) in enumerate(zip(self.members, self.ttas)):
-            xi = x if i == 0 else x * getattr(self, f"scale{i}") + getattr(self, f"shift{i}")
-            views = tta_views(xi, mode)
+        for model, member_input, mode in zip(self.members, self.inputs, self.ttas):
+            views = tta_views(member_input(x), mode)
             probs = probs + sum(F.softmax(model(v).float(), 1) for v in views) / len(views)
         return (probs / len(self.members)).clamp_min(1e-12).log()
 
 
-def check_members(names: Sequence[str], class_lists: Sequence[List[str]], preps: Sequence[dict]) -> None:
-    """Refuse runs that cannot be averaged: other classes (or order) or other input pixels."""
+def member_differences(names: Sequence[str], class_lists: Sequence[List[str]], preps: Sequence[dict]) -> List[str]:
+    """What keeps runs from being averaged, every difference at once: other classes (or their order), another
+    aspect rule, or crops of different sizes. Input size and colour mode may differ: each member reads its own."""
+    problems = []
     for name, classes, prep in zip(names[1:], class_lists[1:], preps[1:]):
         if list(classes) != list(class_lists[0]):
-            raise ValueError(f"Cannot average {names[0]} and {name}: their classes differ "
-                             f"({', '.join(class_lists[0])} vs {', '.join(classes)}). An ensemble needs runs "
-                             f"trained on the same classes.")
-        for key in SHARED_INPUT:
-            if prep.get(key) != preps[0].get(key):
-                raise ValueError(f"Cannot average {names[0]} and {name}: data.{key} differs ({preps[0].get(key)} vs "
-                                 f"{prep.get(key)}). An ensemble needs runs that read the same input; retrain one "
-                                 f"with --set data.{key}={preps[0].get(key)}.")
+            problems.append(f"{name} has the classes {', '.join(classes)}, {names[0]} {', '.join(class_lists[0])}")
+        if prep.get("aspect") != preps[0].get("aspect"):
+            problems.append(f"data.aspect is {prep.get('aspect')} in {name}, {preps[0].get('aspect')} in {names[0]}")
+    crops = {(p.get("crop", 0) or 0, p["image_size"]) for p in preps}
+    if any(c for c, _ in crops) and len(crops) > 1:
+        problems.append("the runs read crops (augment.crop) of different inputs: "
+                        + ", ".join(f"{n}: crop {p.get('crop', 0) or 0} of {p['image_size']} px"
+                                    for n, p in zip(names, preps)))
+    return problems
+
+
+def check_members(names: Sequence[str], class_lists: Sequence[List[str]], preps: Sequence[dict]) -> None:
+    """Refuse runs that cannot be averaged, naming every difference in one message."""
+    problems = member_differences(names, class_lists, preps)
+    if problems:
+        raise ValueError("Cannot average these runs: " + "; ".join(problems) + ". An ensemble needs runs trained on "
+                         "the same classes in the same order (and the same data.aspect); retrain one to match.")
 
 
 def load_runs(paths: Sequence, device: str = "auto"):
-    """One run as is, or several as a LoadedRun whose model is their :class:`Ensemble`."""
+    """One run as is, or several as a LoadedRun whose model is their :class:`Ensemble`; its preprocessing and
+    config's data section are the shared read that every member's input is made from."""
     from emoclf.runs.loading import LoadedRun, load_run
 
     paths = [Path(p) for p in paths]
@@ -71,10 +109,13 @@ def load_runs(paths: Sequence, device: str = "auto"):
         return runs[0]
     check_members([str(p) for p in paths], [r.class_names for r in runs], [r.preprocessing for r in runs])
     first = runs[0]
-    model = Ensemble([r.model for r in runs], [r.preprocessing["mean"] for r in runs],
-                     [r.preprocessing["std"] for r in runs], [r.cfg.train.tta for r in runs])
+    model = Ensemble([r.model for r in runs], [r.preprocessing for r in runs], [r.cfg.train.tta for r in runs])
     model = model.to(next(first.model.parameters()).device).eval()
-    return LoadedRun(model, first.cfg, first.class_names, first.preprocessing, first.run_dir, first.checkpoint,
+    prep = {**first.preprocessing, **model.shared}
+    cfg = copy.deepcopy(first.cfg)
+    cfg.data.image_size, cfg.data.grayscale, cfg.data.mean, cfg.data.std = (prep["image_size"], prep["grayscale"],
+                                                                           prep["mean"], prep["std"])
+    return LoadedRun(model, cfg, first.class_names, prep, first.run_dir, first.checkpoint,
                      first.channels_last, members=[r.run_dir for r in runs])
 
 
