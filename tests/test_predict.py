@@ -133,7 +133,7 @@ def test_human_output_names_the_run_and_the_fallback(runs, photos, capsys, tmp_p
     out = capsys.readouterr().out
     assert f"Using run: {runs.cnn}" in out
     assert "no face found, whole image" in out and "1 face(s)" in out
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut_pred.png", "no_face_pred.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut_haar_pred.png", "no_face_haar_pred.png"]
 
 
 def test_folder_writes_csv_and_skips_broken_images(runs, photos, capsys, tmp_path, caplog):

@@ -29,6 +29,10 @@ def cmd_train(args) -> int:
 def cmd_evaluate(args) -> int:
     from emoclf.runs.evaluation import evaluate_run
 
+    if args.face or args.haar:  # through a face crop, or several side by side
+        from emoclf.cli.faces import cmd_evaluate_faces
+
+        return cmd_evaluate_faces(args)
     m = evaluate_run(args.run, data=args.data, split=args.split, tta=args.tta, device=args.device, out=args.out)
     print(f"accuracy {m['accuracy']:.4f}  top-2 {m['top2_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
           f"weighted F1 {m['f1_weighted']:.4f}  loss {m['loss']:.4f}  on {m['num_images']} images")
@@ -84,6 +88,7 @@ def cmd_predict(args) -> int:
     runs = as_run_list(run)
     shown = runs[0] if len(runs) == 1 else f"ensemble of {' + '.join(map(str, runs))}"
     predictor = make_predictor(runs, args.backend, args.device, detector_of(args), args.margin, args.tta)
+    predictor.align = args.align  # --no-align: crops framed by the landmarks, not turned
     print(f"Using run: {shown} ({why})", file=info, flush=True)
     predict_media(args, predictor, videos, info)
     if not images:
@@ -218,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tta(p, "the run's train.tta, as it scored itself (in an ensemble, each run its own)")
     add_out(p, None, "parent folder of the scores (default: RUN/eval, or ensemble-NAME+NAME beside the first run)")
     add_device(p)
+    add_face_args(p, several=True)
     p.set_defaults(func=cmd_evaluate)
 
     _add_compare_parser(sub)

@@ -8,34 +8,10 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
+from emoclf.cli.faces import add_face_args, detector_of
 from emoclf.cli.options import add_device, add_json, add_out, add_run_choice
 
 log = logging.getLogger(__name__)
-
-
-# The face options and their defaults (given without --haar, they have no effect, which is said).
-FACE_DEFAULTS = {"scale_factor": 1.2, "min_neighbors": 3, "detect_size": 320, "min_face": 48, "margin": 0.2,
-                 "cascade": None}
-
-
-def add_face_args(p: argparse.ArgumentParser) -> None:
-    """Options of the Haar face detector and of the square face crop."""
-    p.add_argument("--haar", action="store_true", help="detect faces with OpenCV's Haar cascade and score each face")
-    d = FACE_DEFAULTS
-    p.add_argument("--scale-factor", type=float, default=d["scale_factor"], help="Haar image pyramid step, > 1; "
-                   "smaller finds more faces, slower (default %(default)s)")
-    p.add_argument("--min-neighbors", type=int, default=d["min_neighbors"], help="Haar detections needed per "
-                   "face; higher means fewer false faces (default %(default)s)")
-    p.add_argument("--detect-size", type=int, default=d["detect_size"], help="detect faces on a copy with this "
-                   "longer side in pixels, for speed; faces under about 20/%(default)s of the longer side are missed; "
-                   "larger (or 0: full resolution) finds smaller faces, slower (default %(default)s)")
-    p.add_argument("--min-face", type=int, default=d["min_face"], metavar="PX", help="smallest face looked for, "
-                   "in the photo's pixels; 0 looks as small as --detect-size allows, slower (default %(default)s, "
-                   "the size of FER2013's faces)")
-    p.add_argument("--margin", type=float, default=d["margin"], help="face crop margin per side, share of the "
-                   "face (default %(default)s)")
-    p.add_argument("--cascade", help="OpenCV frontal-face cascade by name: alt (the default), alt2, default, "
-                   "alt_tree; or a Haar cascade XML file")
 
 
 def add_media_args(p: argparse.ArgumentParser) -> None:
@@ -44,19 +20,6 @@ def add_media_args(p: argparse.ArgumentParser) -> None:
                    "q or Esc quits; needs a display")
     p.add_argument("--every", type=int, default=1, metavar="N", help="on video and webcam, score every Nth frame "
                    "and show the latest scores in between (default 1: every frame)")
-
-
-def detector_of(args):
-    """The face detector the options ask for, or None."""
-    from emoclf.inference.face import FaceDetector, check_margin
-
-    check_margin(args.margin)  # before any model is loaded or image read
-    if not args.haar:
-        unused = [f"--{k.replace('_', '-')}" for k, v in FACE_DEFAULTS.items() if getattr(args, k) != v]
-        if unused:
-            log.warning("%s only apply with --haar (face detection); add --haar to use them.", ", ".join(unused))
-        return None
-    return FaceDetector(args.scale_factor, args.min_neighbors, args.detect_size, args.cascade, args.min_face)
 
 
 def split_media(args) -> Tuple[List[str], List[str]]:
@@ -101,6 +64,7 @@ def cmd_explain(args) -> int:
     info = sys.stderr if args.json else sys.stdout
     run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
     explainer = Explainer(run, args.device, detector_of(args), args.margin)
+    explainer.predictor.align = args.align
     print(f"Using run: {run} ({why})", file=info, flush=True)
     print(f"Grad-CAM layer: {explainer.layer_name}", file=info, flush=True)
 

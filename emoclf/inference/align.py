@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
 
@@ -25,8 +25,8 @@ class Framing:
     align: bool = True  # rotate so that the eyes are level (when the detector gives landmarks)
     margin: float = 0.2  # without landmarks: margin per side of the square crop, share of the face box
     eye_x: float = 0.5  # with landmarks: the eye centre's place across the crop (share of its side)
-    eye_y: float = 0.36  # ... and down the crop
-    eye_mouth: float = 0.36  # ... and the eyes-to-mouth distance, share of the side
+    eye_y: float = 0.38  # ... and down the crop
+    eye_mouth: float = 0.40  # ... and the eyes-to-mouth distance, share of the side
 
     def __post_init__(self):
         check_margin(self.margin)
@@ -90,3 +90,40 @@ def face_crop(img: Image.Image, face: Face, framing: Optional[Framing] = None) -
         return FaceCrop(box, round(angle, 2), turned_crop(img, (cx, cy), side, angle))
     box = square_crop_box(face.box, *img.size, framing.margin)
     return FaceCrop(box, 0.0, crop(img, box))
+
+
+class CropBox(tuple):
+    """A crop's square (x, y, side, side) as a plain tuple, with its turn in degrees and the face's landmarks."""
+
+    def __new__(cls, box, angle: float = 0.0, landmarks=None):
+        obj = super().__new__(cls, (int(v) for v in box))
+        obj.angle, obj.landmarks = angle, landmarks
+        return obj
+
+
+def crop_fields(cbox) -> Dict:
+    """The record fields of a crop beyond its square: the turn and the landmarks, when it has them."""
+    marks = getattr(cbox, "landmarks", None)
+    if not marks:
+        return {}
+    return {"angle": float(getattr(cbox, "angle", 0.0)), "landmarks": [[round(x, 1), round(y, 1)] for x, y in marks]}
+
+
+def detect_faces(detector, img: Image.Image) -> List[Face]:
+    """A detector's faces, largest first: ``detect_faces`` when it has one, else its ``detect`` boxes."""
+    if hasattr(detector, "detect_faces"):
+        return list(detector.detect_faces(img))
+    return [Face(tuple(int(v) for v in b)) for b in detector.detect(img)]
+
+
+def find_face_crops(detector, img: Image.Image, framing: Framing) -> Tuple[List, List[CropBox], List[Image.Image]]:
+    """Every face's box (largest first), its crop box (a :class:`CropBox`) and its crop."""
+    faces = detect_faces(detector, img) if detector is not None else []
+    crops = [face_crop(img, f, framing) for f in faces]
+    boxes = [CropBox(c.box, c.angle, f.landmarks) for f, c in zip(faces, crops)]
+    return [f.box for f in faces], boxes, [c.image for c in crops]
+
+
+def face_name(detector) -> str:
+    """The --face name of a detector ("none" for None)."""
+    return "none" if detector is None else getattr(detector, "name", type(detector).__name__)

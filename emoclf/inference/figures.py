@@ -42,11 +42,15 @@ def show_original(ax, original, record: Dict) -> None:
         x, y, w, h = (v * k for v in face["box"])
         ax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="lime", linewidth=2))
         cx, cy, cw, ch = (v * k for v in face["crop"])
-        ax.add_patch(Rectangle((cx, cy), cw, ch, fill=False, edgecolor="yellow", linewidth=1, linestyle="--"))
+        ax.add_patch(Rectangle((cx, cy), cw, ch, angle=face.get("angle", 0.0), rotation_point="center", fill=False,
+                               edgecolor="yellow", linewidth=1, linestyle="--"))
+        for px, py in face.get("landmarks", []):
+            ax.plot(px * k, py * k, "o", color="cyan", markersize=2)
         ax.text(x, max(y - 4, 0), f"{i}: {face['label']} {face['score']:.2f}", color="black", fontsize=8,
                 bbox={"facecolor": "lime", "alpha": 0.8, "pad": 1, "edgecolor": "none"})
     note = "no face found: whole image scored" if record.get("fallback") else \
-        f"{len(record['faces'])} face(s)" if record["haar"] else "whole image"
+        f"{len(record['faces'])} face(s) ({record.get('face', 'haar')})" if record.get("face", "none") != "none" \
+        or record["haar"] else "whole image"
     ax.set_title(f"original {original.width}x{original.height}\n{note}", fontsize=9)
     ax.axis("off")
 
@@ -67,7 +71,8 @@ def plot_prediction(pred, class_names: List[str], out: Path) -> Path:
         if pred.crops:
             ax = fig.add_subplot(grid[row, col])
             ax.imshow(pred.crops[row])
-            ax.set_title(f"face {row + 1}: square crop", fontsize=9)
+            kind = "crop framed by landmarks" if item.get("landmarks") else "square crop"
+            ax.set_title(f"face {row + 1}: {kind}", fontsize=9)
             ax.axis("off")
             col += 1
         size = pred.inputs.shape[-1]
@@ -75,6 +80,7 @@ def plot_prediction(pred, class_names: List[str], out: Path) -> Path:
         who = f"face {row + 1}" if rec["faces"] else "whole image"
         score_bars(fig.add_subplot(grid[row, col + 1]), item["scores"], item["label"],
                     f"{who}: {item['label']} ({item['score']:.2f})")
-    fig.suptitle(f"{Path(rec['image']).name}  |  run {Path(rec['run']).name}", fontsize=10)
+    truth = f"  |  true: {rec['true']}" if rec.get("true") else ""
+    fig.suptitle(f"{Path(rec['image'] or 'image').name}{truth}  |  run {Path(rec['run']).name}", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, Path(out))

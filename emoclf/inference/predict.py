@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image
 
 from emoclf.data.imaging import is_image_name, is_video_name, load_array, open_image, preprocess_pil
+from emoclf.inference.align import crop_fields, face_name
 from emoclf.runs.folder import PREDICTIONS, as_run_list
 
 log = logging.getLogger(__name__)
@@ -19,9 +20,25 @@ FALLBACK = "whole_image"
 UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 
-def find_images(inputs: Sequence[str]) -> Tuple[List[Path], bool]:
-    """Image files named or inside the given folders (not recursive); True when a folder was given."""
-    files, any_folder = [], False
+def _class_folders(folder: Path) -> List[Tuple[Path, str]]:
+    """Every image under each class folder of ``folder`` (searched recursively), with its class through the alias
+    table (``alegria/`` is happy)."""
+    from emoclf.data.dataset import is_hidden, subdirs
+    from emoclf.data.labels import canonical
+
+    found = []
+    for class_dir in subdirs(folder):
+        files = sorted(f for f in class_dir.rglob("*") if f.is_file() and is_image_name(f)
+                       and not any(is_hidden(Path(part)) for part in f.relative_to(class_dir).parts))
+        found.extend((f, canonical(class_dir.name)) for f in files)
+    return found
+
+
+def find_labelled_images(inputs: Sequence[str]) -> Tuple[List[Path], bool, Dict[Path, str]]:
+    """Image files named or inside the given folders; a folder without images directly inside but with class
+    folders is read recursively, each image labelled by its class folder. Returns the files, True when a folder
+    was given, and the true class of each image that came from a class folder."""
+    files, any_folder, truth = [], False, {}
     for item in inputs:
         p = Path(item).expanduser()
         if p.is_dir():
@@ -31,16 +48,29 @@ def find_images(inputs: Sequence[str]) -> Tuple[List[Path], bool]:
             if videos:
                 log.warning("Not scoring %d video file(s) in %s (%s): pass videos by name.", len(videos), p,
                             ", ".join(sorted(videos)[:3]) + (", ..." if len(videos) > 3 else ""))
-            if not found:
-                log.warning("No image files directly inside %s (sub-folders are not searched).", p)
+            labelled = [] if found else _class_folders(p)
+            if labelled:
+                log.info("%s holds class folders: %d images, each labelled by its folder.", p, len(labelled))
+                truth.update(labelled)
+                found = [f for f, _ in labelled]
+            elif not found:
+                log.warning("No image files inside %s or its class folders.", p)
             files.extend(found)
         elif p.is_file():
             files.append(p)
         else:
             raise FileNotFoundError(f"No such image or folder: {p}.")
     if not files:
-        raise ValueError(f"No images to predict in {', '.join(map(str, inputs))}. Pass image files or folders of "
-                         f"images ({', '.join(sorted({'.jpg', '.png', '.bmp', '.webp'}))}, ...).")
+        raise ValueError(f"No images to predict in {', '.join(map(str, inputs))}. Pass image files, folders of "
+                         f"images ({', '.join(sorted({'.jpg', '.png', '.bmp', '.webp'}))}, ...) or a folder of class "
+                         f"folders of images.")
+    return files, any_folder, truth
+
+
+def find_images(inputs: Sequence[str]) -> Tuple[List[Path], bool]:
+    """Image files named or inside the given folders (class folders read recursively); True when a folder was
+    given."""
+    files, any_folder, _ = find_labelled_images(inputs)
     return files, any_folder
 
 
@@ -58,7 +88,7 @@ class Predictor:
     """A finished run's model with its validation preprocessing, and an optional face detector."""
 
     def __init__(self, run, device: str = "auto", detector=None, margin: float = 0.2, tta: str = None,
-                 fold: bool = True):
+                 fold: bool = True, align: bool = True):
         import torch
 
         from emoclf.data.augment import Normalizer
@@ -94,12 +124,11 @@ class Predictor:
                 "scores": {c: round(float(p), 6) for c, p in zip(self.class_names, probs)}}
 
     def find_faces(self, img) -> Tuple[List, List, List]:
-        """Face boxes in a PIL image (largest first), their square crop boxes and the crops; none without a detector."""
-        from emoclf.inference.face import crop, square_crop_box
+        """Face boxes in a PIL image (largest first), their crop boxes and the crops; none without a detector. The crop
+        is framed by the landmarks (eyes levelled unless ``align`` is off) when the detector gives them."""
+        from emoclf.inference.align import Framing, find_face_crops
 
-        boxes = self.detector.detect(img) if self.detector else []
-        crop_boxes = [square_crop_box(b, *img.size, self.margin) for b in boxes]
-        return boxes, crop_boxes, [crop(img, b) for b in crop_boxes]
+        return find_face_crops(self.detector, img, Framing(getattr(self, "align", True), self.margin))
 
     def preprocess(self, img) -> np.ndarray:
         """A PIL image as the model's uint8 C x S x S input, with the run's validation preprocessing."""
@@ -130,9 +159,10 @@ class Predictor:
         boxes, crop_boxes, crops = faces
         probs = self.probabilities(inputs)
         record = {"image": name, "run": str(self.run), "width": size[0], "height": size[1],
-                  "haar": self.detector is not None, "faces": []}
+                  "haar": face_name(self.detector) == "haar", "face": face_name(self.detector), "faces": []}
         for box, cbox, row in zip(boxes, crop_boxes, probs):
-            record["faces"].append({"box": [int(v) for v in box], "crop": [int(v) for v in cbox], **self._result(row)})
+            record["faces"].append({"box": [int(v) for v in box], "crop": [int(v) for v in cbox], **crop_fields(cbox),
+                                    **self._result(row)})
         record.update(self._result(probs[0]))
         if self.detector is not None and not boxes:
             record["fallback"] = FALLBACK
@@ -151,7 +181,7 @@ def _image_size(path: Path) -> Tuple[int, int]:
 
 def describe_prediction(record: Dict) -> str:
     """One human-readable line per image."""
-    head = f"{record['image']}: "
+    head = f"{record['image']}" + (f" (true {record['true']})" if record.get("true") else "") + ": "
     if record["faces"]:
         parts = [f"face {i} {f['box']}: {f['label']} {f['score']:.2f}" for i, f in enumerate(record["faces"], 1)]
         return head + f"{len(parts)} face(s); " + "; ".join(parts)
@@ -175,15 +205,18 @@ def write_predictions_csv(path: Path, records: List[Dict], class_names: Sequence
 
     with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
+        labelled = any(r.get("true") for r in records)  # images from class folders: their true class too
         writer.writerow(["image", "face", "x", "y", "w", "h", "fallback", "label", "score"] +
-                        [f"p_{c}" for c in class_names])
+                        [f"p_{c}" for c in class_names] + (["true"] if labelled else []))
         for record in records:
-            writer.writerows(csv_rows(record, class_names))
+            writer.writerows(row + ([record.get("true", "")] if labelled else []) for row in csv_rows(record,
+                                                                                                  class_names))
     return Path(path)
 
 
-def _figure_path(out: Path, image: Path, used: set) -> Path:
-    stem, n = f"{image.stem}_pred", 1
+def _figure_path(out: Path, image: Path, used: set, face: str = "none") -> Path:
+    # photo_pred.png without a face crop, photo_haar_pred.png with --face haar: one never replaces the other
+    stem, n = f"{image.stem}_pred" if face == "none" else f"{image.stem}_{face}_pred", 1
     name = f"{stem}.png"
     while name in used:  # same file name from two folders in one call
         n += 1
@@ -207,7 +240,7 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Pa
     """Predict every image of ``inputs``; unreadable images are warned about and skipped."""
     from emoclf.inference.figures import plot_prediction
 
-    files, any_folder = find_images(inputs)
+    files, any_folder, truth = find_labelled_images(inputs)
     figures = figures and out is not None
     summary, used = Summary([], [], [], None), set()
     for path in files:
@@ -217,8 +250,11 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Pa
             log.warning("Skipping %s: cannot read it as an image (%s).", path, str(exc).splitlines()[0][:200])
             summary.skipped.append((str(path), str(exc)))
             continue
+        if path in truth:
+            pred.record["true"] = truth[path]
         if figures:
-            fig = plot_prediction(pred, predictor.class_names, _figure_path(Path(out), path, used))
+            target = _figure_path(Path(out), path, used, face_name(predictor.detector))
+            fig = plot_prediction(pred, predictor.class_names, target)
             if fig is not None:
                 pred.record["figure"] = str(fig)
                 summary.figures.append(fig)

@@ -35,7 +35,7 @@ def _same_evaluation(held: Dict, identity: Dict) -> bool:
     return True
 
 
-def _evaluation_folder(parent: Path, name: str, identity: Dict) -> Path:
+def evaluation_folder(parent: Path, name: str, identity: Dict) -> Path:
     """``parent/name``, or ``name-2``, ``name-3``, ... when that folder holds another evaluation (another
     checkpoint, run, data folder, split or test-time augmentation): one evaluation never replaces another."""
     for n in range(1, 10_000):
@@ -83,7 +83,7 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
              "own_data": data is None}
     if loaded.members:
         extra["members"] = [str(Path(m).resolve()) for m in loaded.members]
-    out_dir = _evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION})
+    out_dir = evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION})
     who = f"ensemble of {len(loaded.members)} runs" if loaded.members else cfg.run_name
     title = f"{who} on {out_dir.name}"
     if ev.skipped:
