@@ -43,3 +43,74 @@ def test_a_recorded_dataset_is_reused_without_a_source(tmp_path, monkeypatch):
     assert again.already and again.root == first.root and "course.zip" in again.summary()
     with pytest.raises(RuntimeError, match="network is unreachable"):
         dl.download(None, str(tmp_path / "data"), force=True)  # --force without --source: the default source
+
+
+def _collapsed_folder(tmp_path, names=("angry", "happy", "sad")):
+    import json
+
+    import numpy as np
+
+    from emoclf.runs.metrics import write_confusion_csv
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    cm = np.zeros((len(names), len(names)), dtype=np.int64)
+    cm[:, 1] = 40  # every image predicted happy
+    write_confusion_csv(folder / "confusion_matrix.csv", cm, list(names))
+    (folder / "metrics.json").write_text(json.dumps({"accuracy": 1 / 3, "f1_macro": 0.17, "loss": 1.1,
+                                                     "num_images": 120, "inference_ms_per_image": 2.5,
+                                                     "inference_batch": 256, "device": "cpu (x86_64, 2 threads)"}))
+    return folder
+
+
+def test_a_collapsed_model_is_warned_about_in_the_log_and_report(tmp_path, caplog):
+    import numpy as np
+
+    from emoclf.runs.report import collapse_warning, write_run_report
+
+    folder = _collapsed_folder(tmp_path)
+    report = write_run_report(folder, "cnn").read_text()
+    assert "**Warning:** The model predicts happy for 100% of the 120 images" in report
+    assert "a single class" in report and "train.class_weights=balanced" in report
+    assert any("predicts happy" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert "batches of 256" in report and "comparison.md shows other" in report  # what ms/image measured
+    healthy = np.diag([30, 30, 30]) + 2
+    assert collapse_warning(["a", "b", "c"], healthy) is None
+    nearly = np.array([[0, 30, 0], [0, 29, 1], [0, 30, 0]])
+    assert "nearly a single class (2 of 3 predicted at all)" in collapse_warning(["a", "b", "c"], nearly)
+    mostly_one = np.array([[2, 0], [0, 98]])  # data that are mostly one class, predicted right
+    assert collapse_warning(["a", "b"], mostly_one) is None
+
+
+def test_comparison_warns_about_a_collapsed_run_and_explains_its_numbers(tmp_path):
+    from emoclf.comparison.report import collapse_warnings, write_comparison_report
+
+    folder = _collapsed_folder(tmp_path)
+    rows = [{"run": "cnn", "model": "cnn", "data_root": "data", "split": "validation", "scores_dir": str(folder),
+             "run_dir": str(folder), "f1_macro": 0.17}]
+    warnings = collapse_warnings(rows)
+    assert len(warnings) == 1 and warnings[0].startswith("cnn: the model predicts happy")
+    summary = {"runs": rows, "best": rows[0], "warnings": warnings, "device": "cpu",
+               "figures": ["validation_curves.png"]}
+    text = write_comparison_report(tmp_path / "cmp", summary).read_text()
+    assert "**Warning:** cnn: the model predicts happy" in text
+    assert "A run's own report.md shows another inference ms/image" in text
+    assert "on loss: each run's lowest validation loss" in text
+
+
+def test_the_loss_star_sits_on_the_lowest_loss():
+    from emoclf.comparison.figures import star_epoch
+
+    h = {"epoch": [1, 2, 3], "val_f1": [0.2, 0.3, 0.5], "val_loss": [1.0, 0.8, 1.4]}
+    assert star_epoch(h, "val_f1", 3) == 2 and star_epoch(h, "val_loss", 3) == 1
+    assert star_epoch(h, "val_acc", 9) is None
+
+
+def test_the_epoch_line_says_which_number_is_train_and_which_validation(small_faces, tmp_path, caplog):
+    from conftest import fast_config
+
+    from emoclf.training.trainer import train
+
+    train(fast_config(small_faces, tmp_path, epochs=1))
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1"))
+    assert "train/validation  loss" in line and "macro F1" in line and "*best validation macro F1" in line

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from emoclf.comparison.report import COLUMNS, TIMING_BATCH
+from emoclf.comparison.report import COLUMNS, TIMING_BATCH, collapse_warnings
 from emoclf.config import Config, load_config
 from emoclf.data.dataset import discover, resolve_root
 from emoclf.runs.folder import (
@@ -245,7 +245,7 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/compari
     timings = time_inference([Path(r["run_dir"]) for r in rows], device, ttas=[r["tta"] or "none" for r in rows])
     for row, timing in zip(rows, timings):
         row.update(timing)  # one process, one device: the speeds are comparable
-    best, warnings = best_run(rows), consistency_warnings(rows)
+    best, warnings = best_run(rows), consistency_warnings(rows) + collapse_warnings(rows)
     for w in warnings:
         log.warning("Warning: %s", w)
     out_dir = Path(out_dir)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -41,9 +41,21 @@ def plot_metric_bars(rows: List[Dict], out: Path) -> Path:
     return save_figure(fig, Path(out))
 
 
+STAR_NOTE = ("Stars on accuracy and macro F1: each run's best epoch (highest validation macro F1, the weights in "
+             "best.pt); on loss: each run's lowest validation loss")
+
+
+def star_epoch(history: Dict[str, List[float]], key: str, best_epoch) -> Optional[int]:
+    """Index of the starred epoch of a curve: the lowest loss on a loss curve (the best-F1 epoch can hold the
+    worst loss), else the run's best epoch; None when that epoch is not in the history."""
+    if key.endswith("loss") and history[key]:
+        return int(np.argmin(history[key]))
+    return history["epoch"].index(best_epoch) if best_epoch in history["epoch"] else None
+
+
 @safe_plot
 def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
-    """Validation accuracy, macro F1 and loss per epoch of every run on shared axes (star: best epoch)."""
+    """Validation accuracy, macro F1 and loss per epoch of every run on shared axes (stars: STAR_NOTE)."""
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for i, r in enumerate(rows):
@@ -53,8 +65,8 @@ def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
         h = read_history(path)
         for ax, key in zip(axes, ("val_acc", "val_f1", "val_loss")):
             ax.plot(h["epoch"], h[key], "o-", color=f"C{i}", markersize=3, label=r["run"])
-            if r.get("best_epoch") in h["epoch"]:
-                j = h["epoch"].index(r["best_epoch"])
+            j = star_epoch(h, key, r.get("best_epoch"))
+            if j is not None:
                 ax.plot(h["epoch"][j], h[key][j], "*", color=f"C{i}", markersize=12)
     for ax, title in zip(axes, ("validation accuracy", "validation macro F1", "validation loss")):
         epoch_axis(ax)
@@ -62,6 +74,7 @@ def plot_validation_curves(rows: List[Dict], out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    fig.text(0.5, -0.02, STAR_NOTE, ha="center", va="top", fontsize=9)
     return save_figure(fig, Path(out))
 
 

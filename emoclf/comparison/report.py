@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from emoclf.runs.folder import COMPARISON_MD, REPORT
-from emoclf.runs.report import percent
+from emoclf.runs.report import folder_collapse_warning, percent
 from emoclf.utils.files import atomic_write_text
 
 # Column key, header in comparison.md; comparison.csv uses the keys as its header.
@@ -34,6 +34,12 @@ def format_cell(key: str, value) -> str:
     return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
 
 
+def collapse_warnings(rows: List[Dict]) -> List[str]:
+    """One warning per run that predicts a single class (or nearly) on its evaluation data."""
+    found = ((r["run"], folder_collapse_warning(Path(r["scores_dir"]))) for r in rows)
+    return [f"{run}: {warning}" for run, warning in found if warning]
+
+
 def comparison_table(rows: List[Dict], best: str) -> List[str]:
     """The comparison as Markdown table lines (best run in bold)."""
     cols = [(k, h) for k, h in COLUMNS if k not in ("data_root", "run_dir")]
@@ -59,11 +65,18 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
               f"{summary['device']}, in batches of {TIMING_BATCH} images (ms/image) and one image at a time "
               f"(latency), with every view of the row's test-time augmentation (TTA), taking turns and keeping "
               f"the best of three; training times come from each run's "
-              f"metrics.json. Every number: [comparison.csv](comparison.csv).", ""]
+              f"metrics.json. Every number: [comparison.csv](comparison.csv).", "",
+              "A run's own report.md shows another inference ms/image: the wall time of its own scoring (its "
+              "validation images once, in batches of train.eval_batch_size, when it was trained or evaluated, "
+              "perhaps on a busier machine); the numbers here were measured side by side and compare the runs.", ""]
     titles = {"metrics.png": "Headline metrics", "validation_curves.png": "Validation curves",
               "confusion_matrices.png": "Normalized confusion matrices"}
+    captions = {"validation_curves.png": "Stars on accuracy and macro F1: each run's best epoch (highest validation "
+                "macro F1: the weights kept in best.pt and scored above); on loss: each run's lowest validation "
+                "loss, which may come at another epoch."}
     for name in summary["figures"]:
         lines += [f"## {titles.get(name, name)}", "", f"![{titles.get(name, name)}]({name})", ""]
+        lines += [captions[name], ""] if name in captions else []
     lines += ["## Runs", ""]
     for r in rows:
         link = Path(os.path.relpath(Path(r["scores_dir"]) / REPORT, out_dir.resolve())).as_posix()

@@ -58,7 +58,7 @@ def score(model: nn.Module, norm: Normalizer, split: Split, class_names: List[st
     logits = predict_logits(model, split.images, norm, batch_size, dtype, tta=tta, desc="scoring")
     elapsed = time.perf_counter() - start
     extra = {"tta": check_tta(tta), **target.extra,
-             "inference_ms_per_image": 1000 * elapsed / max(len(split), 1),
+             "inference_ms_per_image": 1000 * elapsed / max(len(split), 1), "inference_batch": batch_size,
              "latency_ms_batch1": timed_inference(model, split.images, norm, dtype, tta=tta) if len(split) else 0.0,
              "device": device_name(norm.device), "versions": versions()}
     metrics = write_eval_files(target.out_dir, split.paths, split.labels, logits, class_names, extra)

@@ -267,9 +267,11 @@ class Trainer:
             ck.save(self._checkpoint(metrics, full=False), self.run_dir / BEST_CHECKPOINT)
         ck.save(self._checkpoint(metrics, full=True), self.run_dir / LAST_CHECKPOINT)
         _write_history(self.run_dir, self.state.history)
-        log.info("epoch %d/%d  loss %.4f/%.4f  acc %.4f/%.4f  F1 %.4f/%.4f  lr %.2e  %.1fs%s", row["epoch"],
-                 t.epochs, row["train_loss"], row["val_loss"], row["train_acc"], row["val_acc"], row["train_f1"],
-                 row["val_f1"], row["lr"], row["seconds"], "  *best" if improved else "")
+        # train/validation pairs, labelled once: "loss 1.94/1.93" alone does not say which is which
+        log.info("epoch %d/%d  train/validation  loss %.4f/%.4f  acc %.4f/%.4f  macro F1 %.4f/%.4f  lr %.2e  %.1fs%s",
+                 row["epoch"], t.epochs, row["train_loss"], row["val_loss"], row["train_acc"], row["val_acc"],
+                 row["train_f1"], row["val_f1"], row["lr"], row["seconds"],
+                 "  *best validation macro F1" if improved else "")
 
     def fit(self) -> Path:
         """Train until done (epochs, early stopping or time limit), then write every artifact."""
