@@ -114,3 +114,32 @@ def test_the_epoch_line_says_which_number_is_train_and_which_validation(small_fa
     train(fast_config(small_faces, tmp_path, epochs=1))
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1"))
     assert "train/validation  loss" in line and "macro F1" in line and "*best validation macro F1" in line
+
+
+def test_a_lone_validation_folder_names_the_layouts_that_train(tmp_path):
+    from emoclf.config import DataConfig
+    from emoclf.data.dataset import discover
+
+    data = make_dataset(tmp_path / "d", classes=("happy", "sad"), train_per_class=2, val_per_class=2, size=16)
+    import shutil
+
+    shutil.rmtree(data / "train")
+    with pytest.raises(ValueError) as err:
+        discover(DataConfig(root=str(data)), 0)
+    text = str(err.value)
+    assert "holds validation/ but no train/ folder" in text and "train/<class>/ alone" in text
+    assert "docs/data.md" in text and f"emoclf evaluate RUN --data {data}" in text and "found [" not in text
+
+
+def test_a_validation_split_held_out_of_train_is_said_on_the_console(tmp_path, caplog):
+    import shutil
+
+    from emoclf.config import DataConfig
+    from emoclf.data.dataset import discover
+
+    data = make_dataset(tmp_path / "d", classes=("happy", "sad"), train_per_class=10, val_per_class=2, size=16)
+    shutil.rmtree(data / "validation")
+    ds = discover(DataConfig(root=str(data)), 0)
+    assert ds.val_from_train
+    assert any("No validation folder" in r.getMessage() and "held out for validation" in r.getMessage()
+               for r in caplog.records)

@@ -178,6 +178,19 @@ class Dataset:
     val_from_train: bool = False
 
 
+LAYOUTS = ("train/<class>/ and validation/<class>/ (val/, valid/ too; test/<class>/ optional); train/<class>/ alone "
+           "(data.val_fraction of it held out for validation); or <class>/ folders directly (the same). "
+           "See docs/data.md")
+
+
+def lone_split_message(root: Path, split_dirs: Dict[str, Path]) -> str:
+    """The error for a dataset with split folders but no train/: what it found and the layouts that train."""
+    found = ", ".join(f"{d.name}/" for d in split_dirs.values())
+    return (f"{root} holds {found} but no train/ folder, so there is nothing to train on. A dataset to train on is "
+            f"laid out as {LAYOUTS}. Add train/<class>/ image folders beside {found}, or, to score a finished run on "
+            f"these images, run `emoclf evaluate RUN --data {root}`.")
+
+
 def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
     """Find splits and classes under ``cfg.root``; split train when there is no validation folder.
 
@@ -185,6 +198,8 @@ def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
     ``data.drop_classes`` entry that matches nothing, as such a run was trained with it."""
     root = resolve_root(Path(cfg.root))
     split_dirs = find_splits(root)
+    if split_dirs and "train" not in split_dirs:
+        raise ValueError(lone_split_message(root, split_dirs))
     if "train" not in split_dirs:
         split_dirs = {"train": root}  # class folders directly under root
     found, non_images = {}, 0
@@ -212,6 +227,8 @@ def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
         tr, va = stratified_split(splits["train"].labels, cfg.val_fraction, seed)
         splits["validation"], splits["train"] = _subset(splits["train"], va), _subset(splits["train"], tr)
         ds.val_from_train = True
+        log.info("No validation folder under %s: %d images (%.0f%% of train per class, seed %d) are held out for "
+                 "validation (data.val_fraction)", root, len(va), 100 * cfg.val_fraction, seed)
     if non_images:
         log.warning("Skipped %d non-image files under %s", non_images, root)
     return ds
