@@ -9,6 +9,7 @@ from typing import List, Optional
 
 from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
+from emoclf.cli.serve import add_serve_parser
 from emoclf.utils.version import __version__
 
 log = logging.getLogger("emoclf")
@@ -230,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict_parser(sub)
     add_explain_parser(sub)
     _add_export_parser(sub)
+    add_serve_parser(sub)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")
