@@ -69,7 +69,7 @@ def test_alignment_levels_a_turned_face(astronaut, mtcnn, turn):
     canvas = Image.new("RGB", (crop.image.width * 3, crop.image.height * 3), (120, 120, 120))
     canvas.paste(crop.image, (crop.image.width, crop.image.height))
     again = mtcnn.detect_faces(canvas)
-    assert len(again) == 1 and abs(eye_angle(again[0].landmarks)) < 4
+    assert len(again) == 1 and abs(eye_angle(again[0].landmarks)) < 6  # from 25-30 degrees; landmarks are +-4
     unaligned = face_crop(turned, face, Framing(align=False))
     assert unaligned.angle == 0 and abs(crop.angle + turn) < 8
 
