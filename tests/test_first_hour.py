@@ -143,3 +143,15 @@ def test_a_validation_split_held_out_of_train_is_said_on_the_console(tmp_path, c
     assert ds.val_from_train
     assert any("No validation folder" in r.getMessage() and "held out for validation" in r.getMessage()
                for r in caplog.records)
+
+
+def test_evaluate_on_own_photos_writes_no_cache_into_them(runs, tmp_path, monkeypatch, caplog):
+    from emoclf.runs.evaluation import evaluate_run
+
+    photos = make_dataset(tmp_path / "photos", classes=("happy", "sad"), train_per_class=0, val_per_class=3,
+                          size=40, seed=5) / "validation"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    m = evaluate_run(runs.cnn, data=str(photos), out=str(tmp_path / "eval"))
+    assert m["num_images"] > 0
+    assert not list(photos.rglob(".emoclf-cache")) and list((tmp_path / "cache" / "emoclf").glob("*.npy"))
+    assert any(str(tmp_path / "cache" / "emoclf") in r.getMessage() for r in caplog.records)  # said where

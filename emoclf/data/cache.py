@@ -53,8 +53,13 @@ def default_cache_dir(root: Path) -> Path:
         probe.unlink()
         return candidate
     except OSError:
-        base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        return base / "emoclf"
+        return user_cache_dir()
+
+
+def user_cache_dir() -> Path:
+    """The user's cache folder for emoclf ($XDG_CACHE_HOME/emoclf, else ~/.cache/emoclf): where the decoded images
+    of data the user did not train on go, so that scoring a folder of photos writes nothing into it."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emoclf"
 
 
 def _workers(n: int) -> int:

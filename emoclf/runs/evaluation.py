@@ -1,12 +1,14 @@
 """`emoclf evaluate`: a finished run (or an ensemble of runs) scored on any labelled folder."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
 from typing import Dict, Optional
 
 from emoclf.data.augment import Normalizer
+from emoclf.data.cache import user_cache_dir
 from emoclf.data.dataset import labelled_split, load_split
 from emoclf.runs.ensemble import ensemble_dir, load_runs, resolve_tta
 from emoclf.runs.folder import BEST_CHECKPOINT, METRICS, as_run_list, skipped_note
@@ -51,6 +53,16 @@ def evaluation_folder(parent: Path, name: str, identity: Dict) -> Path:
     raise ValueError(f"Too many evaluations named {name} in {parent}; pass --out DIR.")
 
 
+def _cache_config(data_cfg, data: Optional[str]):
+    """The run's data settings, with the decoded-image cache of a --data folder (not trained on: the user's own
+    photos, say) in the user's cache folder instead of inside that folder; data.cache_dir, when set, wins."""
+    if data is None or data_cfg.cache_dir:
+        return data_cfg
+    cache = user_cache_dir()
+    log.info("Decoded images of %s are cached in %s (set data.cache_dir to choose another folder)", data, cache)
+    return dataclasses.replace(data_cfg, cache_dir=str(cache))
+
+
 def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, tta: Optional[str] = None,
                  device: str = "auto", out: Optional[str] = None) -> Dict:
     """Score a finished run (or several, averaged) on its own validation data or any labelled folder.
@@ -63,7 +75,7 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
     cfg = loaded.cfg
     root = Path(data) if data else Path(cfg.data.root)
     ev, info = labelled_split(root, split, loaded.class_names, cfg.data, cfg.seed, own_data=data is None)
-    ev = load_split(ev, cfg.data, info["root"], info["split"])
+    ev = load_split(ev, _cache_config(cfg.data, data), info["root"], info["split"])
     if len(ev) == 0:
         raise ValueError(f"No readable images of the model's classes ({', '.join(loaded.class_names)}) in {root}.")
     norm = Normalizer(loaded.preprocessing["mean"], loaded.preprocessing["std"], next(loaded.model.parameters()).device,
