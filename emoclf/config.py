@@ -16,6 +16,7 @@ from emoclf.utils.yamlio import read_yaml, safe_yaml
 
 TTA_MODES = ("none", "flip", "tencrop")  # test-time augmentation: the input; and its mirror; or 5 crops and flips
 TENCROP_FRACTION = 0.9  # tencrop: crop side as a share of the image, resized back to the model's input size
+LOGGERS = ("csv", "tensorboard", "mlflow")  # output.loggers; csv (history.csv) is written by every run
 
 
 def setting(default: Any, doc: str, *, low: Optional[float] = None, high: Optional[float] = None,
@@ -122,6 +123,9 @@ class OutputConfig:
 
     dir: str = setting("outputs", "parent folder of run folders")
     name: Optional[str] = setting(None, "run folder name; null: the config file's name, else the model name")
+    loggers: List[str] = setting([], "experiment trackers besides history.csv (always written): tensorboard "
+                                 "(RUN/tensorboard/), mlflow (MLFLOW_TRACKING_URI, else output.dir/mlruns/); e.g. "
+                                 "[tensorboard, mlflow]", choices=LOGGERS)
 
 
 @dataclass
@@ -215,6 +219,12 @@ def _check_range(section: str, key: str, value: Any) -> None:
     where = f"{section}.{key}" if section else key
     meta = rules(section, key)
     choices = meta.get("choices")
+    if choices and isinstance(value, list):  # a list of choices (output.loggers): each item is one of them
+        bad = [v for v in value if v not in choices]
+        if bad:
+            raise ValueError(f"{where} items must be among {', '.join(choices)}; got {_show(bad[0])}."
+                             f"{did_you_mean(str(bad[0]), choices)}")
+        return
     if choices and value not in choices:
         raise ValueError(f"{where} must be one of {', '.join(choices)}; got {_show(value)}."
                          f"{did_you_mean(str(value), choices)}")

@@ -25,6 +25,8 @@ METRICS = "metrics.json"
 PREDICTIONS = "predictions.csv"
 REPORT = "report.md"
 SKIPPED_FILES = "skipped_files.txt"
+TRACKERS = "trackers.json"  # only with output.loggers: the tracker runs a --resume continues
+TENSORBOARD_DIR = "tensorboard"  # only with output.loggers: [tensorboard]; the event files
 FINISHED_WHEN = (METRICS, REPORT, BEST_CHECKPOINT)  # a run is finished once all three exist
 COMPARISON_JSON = "comparison.json"  # written by emoclf compare; names the best run
 COMPARISON_CSV = "comparison.csv"
@@ -32,7 +34,7 @@ COMPARISON_MD = "comparison.md"  # the comparison as a page
 
 log = logging.getLogger(__name__)
 # Keys that change how a run is computed, not what it computes.
-HOW_TO_RUN = {"train.device", "train.num_threads", "train.eval_batch_size", "train.compile"}
+HOW_TO_RUN = {"train.device", "train.num_threads", "train.eval_batch_size", "train.compile", "output.loggers"}
 # Keys that may change between an interrupted run and its --resume.
 RESUMABLE_CHANGES = HOW_TO_RUN | {"train.epochs", "train.time_limit", "train.early_stopping", "train.tta"}
 

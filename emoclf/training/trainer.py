@@ -41,6 +41,7 @@ from emoclf.runs.folder import (
 from emoclf.runs.metrics import compute_metrics, f1_scores
 from emoclf.runs.scoring import finalize_run
 from emoclf.training.epoch import Learner, train_epoch
+from emoclf.training.loggers import Trackers
 from emoclf.training.optim import make_loss, make_optimizer, scheduled_lr
 from emoclf.utils import distributed as dd
 from emoclf.utils.files import atomic_write_text, remove_stale_temps
@@ -98,6 +99,8 @@ def _write_history(run_dir: Path, history: List[Dict]) -> None:
 
 class Trainer:
     """Holds the pieces of one run and advances it epoch by epoch (one process of a torchrun job, or alone)."""
+
+    trackers: Optional[Trackers] = None  # output.loggers, opened by train() once the run folder exists
 
     def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False):
         self.cfg, self.run_dir = cfg, cfg.run_dir
@@ -257,6 +260,8 @@ class Trainer:
             s.stopped = "completed"
         if self.dist.is_main:
             self._save(row, improved)
+            if self.trackers is not None:
+                self.trackers.epoch(row)
         dd.barrier(self.dist)
         return bool(s.stopped)
 
@@ -289,6 +294,8 @@ class Trainer:
         if self.dist.is_main:
             _write_history(self.run_dir, self.state.history)  # a kill may have come between last.pt and it
             finalize_run(self)
+            if self.trackers is not None:
+                self.trackers.finish(self.state.epoch)
         dd.barrier(self.dist)
         return self.run_dir
 
@@ -325,6 +332,9 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     try:
         if trainer.dist.is_main:
             save_config(cfg, trainer.run_dir / CONFIG)
+            trainer.trackers = Trackers(cfg, trainer.run_dir, trainer.state.epoch)
         return trainer.fit()
     finally:
+        if trainer.trackers is not None:
+            trainer.trackers.close()
         dd.shutdown()
