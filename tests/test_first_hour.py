@@ -155,3 +155,64 @@ def test_evaluate_on_own_photos_writes_no_cache_into_them(runs, tmp_path, monkey
     assert m["num_images"] > 0
     assert not list(photos.rglob(".emoclf-cache")) and list((tmp_path / "cache" / "emoclf").glob("*.npy"))
     assert any(str(tmp_path / "cache" / "emoclf") in r.getMessage() for r in caplog.records)  # said where
+
+
+def test_supports_are_whole_numbers_whatever_scikit_learn_prints(monkeypatch):
+    import numpy as np
+    import sklearn.metrics
+
+    from emoclf.runs.metrics import classification_report
+
+    real = sklearn.metrics.classification_report
+
+    def floats(*args, **kwargs):  # as some versions report the support over a subset of the labels
+        out = real(*args, **kwargs)
+        if isinstance(out, dict):
+            return {k: ({**v, "support": float(v["support"])} if isinstance(v, dict) else v) for k, v in out.items()}
+        return out.replace("         3\n", "       3.0\n")
+
+    monkeypatch.setattr(sklearn.metrics, "classification_report", floats)
+    text = classification_report(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, 2, 1, 1, 1]), ["a", "b", "c"])
+    assert ".0\n" not in text and "3.0" not in text
+    assert [line.split()[-1] for line in text.splitlines()[2:4]] == ["3", "3"]
+
+
+def test_count_colour_bars_have_whole_number_ticks(tmp_path):
+    import numpy as np
+
+    from emoclf.utils.plotting import heatmap, pyplot
+
+    fig, ax = pyplot().subplots()
+    heatmap(ax, np.array([[3, 1], [0, 2]]), ["a", "b"], False, "counts")
+    ticks = ax.collections[0].colorbar.get_ticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)
+
+
+def test_inspect_says_when_the_classes_are_balanced(tmp_path):
+    from emoclf.data.inspect import inspect_dataset
+
+    data = make_dataset(tmp_path / "d", classes=("happy", "sad"), train_per_class=4, val_per_class=2, size=16)
+    inspect_dataset(str(data), out=str(tmp_path / "inspect"))
+    text = (tmp_path / "inspect" / "inspect.md").read_text()
+    assert "Balanced train classes: 2 classes of 4 images each." in text and "smallest: happy" not in text
+
+
+def test_predict_outside_the_project_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    from emoclf.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["predict", "photo.jpg"]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "outputs") in err and "--runs-dir PROJECT/outputs" in err and "--run" in err
+
+
+@pytest.mark.parametrize("command", ["download", "inspect", "train", "evaluate", "compare", "predict", "export",
+                                     "demo-data", "models"])
+def test_every_help_page_has_a_description_and_an_example(command, capsys):
+    from emoclf.cli.app import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "examples:\n  emoclf " + command in out
+    assert out.split("\n\n")[1].strip() and not out.split("\n\n")[1].lstrip().startswith(("options:", "positional"))

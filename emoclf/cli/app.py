@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import List, Optional
 
+from emoclf.cli.help import describe_commands
 from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
 from emoclf.cli.serve import add_serve_parser
@@ -245,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("models", help="list model names")
     p.add_argument("--all", action="store_true", help="also every torchvision classifier")
     p.set_defaults(func=cmd_models)
+    describe_commands(sub)
     return parser
 
 

@@ -6,8 +6,8 @@ import io
 from pathlib import Path
 from typing import Dict, List
 
-from emoclf.data import labels as lbl
 from emoclf.data import inspect_figures
+from emoclf.data import labels as lbl
 from emoclf.data.download import format_table
 from emoclf.utils.files import atomic_write_json, atomic_write_text
 
@@ -38,6 +38,8 @@ def _imbalance(counts: Dict[str, Dict[str, int]]) -> str:
     split = next(iter(counts))
     merged = lbl.merge_counts(counts[split])
     big, small = max(merged, key=merged.get), min(merged, key=merged.get)
+    if merged[big] == merged[small]:
+        return f"Balanced {split} classes: {len(merged)} classes of {merged[big]} images each."
     ratio = merged[big] / max(merged[small], 1)
     return (f"Largest {split} class: {big} ({merged[big]}); smallest: {small} ({merged[small]}); ratio {ratio:.1f}. "
             + ("Consider `train.class_weights: balanced` or `train.sampler: balanced`." if ratio >= 3 else ""))

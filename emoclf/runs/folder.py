@@ -174,6 +174,9 @@ def default_run(outputs: Path = Path("outputs")) -> Tuple[Path, str]:
             return best, f"best run of {comp}"
     finished = finished_runs(outputs)
     if not finished:
-        raise FileNotFoundError(f"No finished run under {outputs}/ to predict with. Train one (emoclf train -c "
-                                f"configs/cnn.yaml) or pass --run RUN_FOLDER_OR_CHECKPOINT.")
+        raise FileNotFoundError(f"No finished run under {outputs.resolve()} to predict with (looked for comparisons "
+                                f"and run folders there; --runs-dir, default: outputs/ of the folder you are in). Run "
+                                f"emoclf from the project folder, pass --runs-dir PROJECT/outputs or --run "
+                                f"PROJECT/outputs/cnn (a run folder or a .pt checkpoint), or train one (emoclf train "
+                                f"-c configs/cnn.yaml).")
     return finished[0], f"newest finished run under {outputs}"

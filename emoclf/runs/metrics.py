@@ -57,6 +57,29 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.nd
     return cm
 
 
+def format_report(report: Dict) -> str:
+    """scikit-learn's classification report dict in its text layout, supports as whole numbers (some versions
+    print the support of a report over a subset of the labels as 3.0)."""
+    rows = [k for k in report if k != "accuracy"]
+    width = max([len(k) for k in rows] + [len("weighted avg")])
+    head = f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}"
+    lines = [head, ""]
+    averages = [k for k in rows if k.endswith(" avg")]
+    for k in [k for k in rows if k not in averages]:
+        r = report[k]
+        lines.append(f"{k:>{width}} {r['precision']:>9.4f} {r['recall']:>9.4f} {r['f1-score']:>9.4f} "
+                     f"{int(round(r['support'])):>9}")
+    lines.append("")
+    if "accuracy" in report:
+        total = int(round(report["macro avg"]["support"]))
+        lines.append(f"{'accuracy':>{width}} {'':>9} {'':>9} {report['accuracy']:>9.4f} {total:>9}")
+    for k in averages:
+        r = report[k]
+        lines.append(f"{k:>{width}} {r['precision']:>9.4f} {r['recall']:>9.4f} {r['f1-score']:>9.4f} "
+                     f"{int(round(r['support'])):>9}")
+    return "\n".join(lines) + "\n"
+
+
 def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: Sequence[str]) -> str:
     """scikit-learn's text report over the classes with images, and lines naming the model's other classes."""
     from sklearn.metrics import classification_report as sk_report
@@ -64,8 +87,9 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: S
     labels = present_labels(y_true)
     if not labels:
         return "No images.\n"
-    text = sk_report(y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], digits=4,
-                     zero_division=0)
+    report = sk_report(y_true, y_pred, labels=labels, target_names=[class_names[i] for i in labels], digits=4,
+                       zero_division=0, output_dict=True)
+    text = format_report(report)
     absent = [i for i in range(len(class_names)) if i not in labels]
     if absent:
         text += f"\nNot in these data (left out of the averages): {', '.join(class_names[i] for i in absent)}\n"

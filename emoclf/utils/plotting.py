@@ -49,6 +49,12 @@ def heatmap(ax, matrix: np.ndarray, names: List[str], normalized: bool, title: s
     sns.heatmap(matrix, annot=True, fmt=".2f" if normalized else "d", cmap="Blues", xticklabels=names,
                 yticklabels=names, ax=ax, vmin=0, vmax=1 if normalized else None, cbar=True, square=True,
                 annot_kws={"fontsize": 8})
+    if not normalized:  # counts: whole-number ticks on the colour bar (no 2.5 images)
+        from matplotlib.ticker import MaxNLocator
+
+        bar = ax.collections[0].colorbar
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
