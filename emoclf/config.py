@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from emoclf.utils.text import did_you_mean
 from emoclf.utils.text import show as _show
 from emoclf.utils.yamlio import read_yaml, safe_yaml
 
+log = logging.getLogger(__name__)
 TTA_MODES = ("none", "flip", "tencrop")  # test-time augmentation: the input; and its mirror; or 5 crops and flips
 TENCROP_FRACTION = 0.9  # tencrop: crop side as a share of the image, resized back to the model's input size
 LOGGERS = ("csv", "tensorboard", "mlflow")  # output.loggers; csv (history.csv) is written by every run
@@ -215,8 +217,8 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
     raise ValueError(f"{where} must be {type_name}, got {_show(value)}.")
 
 
-def _check_range(section: str, key: str, value: Any) -> None:
-    where = f"{section}.{key}" if section else key
+def _check_range(section: str, key: str, value: Any, where: str = "") -> None:
+    where = where or (f"{section}.{key}" if section else key)
     meta = rules(section, key)
     choices = meta.get("choices")
     if choices and isinstance(value, list):  # a list of choices (output.loggers): each item is one of them
@@ -237,19 +239,66 @@ def _check_range(section: str, key: str, value: Any) -> None:
         raise ValueError(f"{where}={_show(value)} is out of range; allowed: {allowed(meta)}.")
 
 
+def _check_norm(mean: Any, std: Any, grayscale: bool, prefix: str) -> None:
+    """mean/std: None, or 1 value (or one per RGB channel); std above 0."""
+    channels = 1 if grayscale else 3
+    for key, val in (("mean", mean), ("std", std)):
+        if val is not None and len(val) not in (1, channels):
+            need = "1 value for grayscale input" if channels == 1 else "1 or 3 values for RGB input"
+            raise ValueError(f"{prefix}.{key} needs {need}; got {_show(val)}.")
+    if std is not None and any(s <= 0 for s in std):
+        raise ValueError(f"{prefix}.std values must be > 0; got {_show(std)}.")
+
+
+# A model file names its classes; no real classifier has more, and a hostile file must not size a huge head.
+MAX_CLASSES = 10_000
+MAX_CLASS_NAME = 200  # characters of one class name
+PREPROCESSING_KEYS = ("image_size", "grayscale", "aspect", "mean", "std")  # as data.* in a config
+
+
+def check_preprocessing(values: Any, where: str, required: Sequence[str] = PREPROCESSING_KEYS) -> dict:
+    """The preprocessing read from a checkpoint or an exported model, checked with the rules of the data.* config
+    keys of the same names (a damaged or hostile file must not make emoclf allocate without bound or score NaN).
+
+    ``required`` keys must be present; others are checked when present. Returns the values, converted."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: the preprocessing must be a mapping; got {_show(values)}. The file is damaged "
+                         f"or was not written by emoclf.")
+    hints = typing.get_type_hints(DataConfig)
+    out = dict(values)
+    try:
+        for key in PREPROCESSING_KEYS:
+            if key not in values:
+                if key in required:
+                    raise ValueError(f"preprocessing.{key} is missing")
+                continue
+            value = _coerce(f"preprocessing.{key}", values[key], hints[key])
+            _check_range("data", key, value, f"preprocessing.{key}")
+            out[key] = value
+        _check_norm(out.get("mean"), out.get("std"), bool(out.get("grayscale", False)), "preprocessing")
+    except ValueError as exc:
+        raise ValueError(f"{where}: {str(exc).rstrip('.')}. The file is damaged or was not written by emoclf; "
+                         f"export or train the run again.") from None
+    return out
+
+
+def check_class_names(names: Any, where: str) -> List[str]:
+    """Class names read from a model file: a list of 1 to MAX_CLASSES distinct, non-empty strings."""
+    ok = isinstance(names, (list, tuple)) and 1 <= len(names) <= MAX_CLASSES and all(
+        isinstance(n, str) and 0 < len(n) <= MAX_CLASS_NAME for n in names) and len(set(names)) == len(names)
+    if not ok:
+        raise ValueError(f"{where}: class_names must be a list of 1 to {MAX_CLASSES} distinct names of 1 to "
+                         f"{MAX_CLASS_NAME} characters; got {_show(names)}. The file is damaged or was not written "
+                         f"by emoclf.")
+    return list(names)
+
+
 def _validate(cfg: Config) -> None:
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):
             _check_range(section, f.name, getattr(obj, f.name))
-    for key in ("mean", "std"):
-        val = getattr(cfg.data, key)
-        channels = 1 if cfg.data.grayscale else 3
-        if val is not None and len(val) not in (1, channels):
-            need = "1 value for grayscale input" if channels == 1 else "1 or 3 values for RGB input"
-            raise ValueError(f"data.{key} needs {need}; got {val}.")
-    if cfg.data.std is not None and any(s <= 0 for s in cfg.data.std):
-        raise ValueError(f"data.std values must be > 0; got {cfg.data.std}.")
+    _check_norm(cfg.data.mean, cfg.data.std, cfg.data.grayscale, "data")
     _check_range("", "seed", cfg.seed)
     name = cfg.output.name
     if name is not None and (not name or any(c in name for c in ("/", "\\", "\0")) or name in (".", "..")):
@@ -292,13 +341,45 @@ def merge(cfg: Config, values: dict) -> Config:
     return cfg
 
 
+def _yaml_end(raw: str) -> int:
+    """Where YAML stops reading ``raw``: the end of its last token (a comment, ' #...', is no token)."""
+    try:
+        tokens = list(yaml.scan(raw))
+    except yaml.YAMLError:
+        return len(raw)  # the parse itself reports the error
+    return max([t.end_mark.index for t in tokens if not isinstance(t, yaml.StreamEndToken)] or [0])
+
+
+def _is_text_key(parts: List[str]) -> bool:
+    """Whether ``section.key`` holds a string (plain or optional): its --set value is the text as typed."""
+    cls = _SECTION_CLASSES.get(parts[0]) if len(parts) == 2 else None
+    hint = typing.get_type_hints(cls).get(parts[1]) if cls else None
+    return hint is str or hint == Optional[str]
+
+
 def parse_override(text: str) -> dict:
-    """Turn ``section.key=value`` into ``{section: {key: value}}``; the value is parsed as YAML."""
+    """Turn ``section.key=value`` into ``{section: {key: value}}``; the value is parsed as YAML.
+
+    A value is never cut short: where YAML would drop part of it as a comment (`` #...``), a text key keeps the
+    whole text and any other key is refused. A text key also keeps words YAML reads as other types (``yes``,
+    ``1e3``) as typed; ``null`` (or nothing) still means null."""
     if "=" not in text:
         raise ValueError(f"--set expects section.key=value, got {_show(text)}.")
     dotted, raw = text.split("=", 1)
     parts = dotted.strip().split(".")
-    value = safe_yaml(raw, f"--set {_show(text)}: the value") if raw.strip() else None
+    typed = raw.strip()
+    value = safe_yaml(raw, f"--set {_show(text)}: the value") if typed else None
+    if typed and _yaml_end(raw) < len(raw.rstrip()):  # YAML read a comment: part of the value would be lost
+        if not (_is_text_key(parts) and (value is None or isinstance(value, str))):
+            raise ValueError(f"--set {_show(text)}: YAML reads ' #' as the start of a comment, so only "
+                             f"{_show(value)} would be used. Remove the ' #...' part, or quote the value when the '#' "
+                             f"belongs to it (--set '{dotted.strip()}=\"...\"').")
+        log.warning("--set %s: using the whole value %s ('#' is part of it, not a YAML comment)", dotted.strip(),
+                    _show(typed))
+        value = typed
+    elif _is_text_key(parts) and not rules(*parts).get("choices") and not isinstance(
+            value, (str, type(None), list, dict)):
+        value = typed  # output.name=yes is the folder 'yes', not True
     if parts == ["seed"]:
         return {"seed": value}
     if len(parts) != 2 or not all(parts):

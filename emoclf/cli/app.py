@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import signal
 import sys
 from typing import List, Optional
 
@@ -11,6 +11,7 @@ from emoclf.cli.help import describe_commands
 from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
 from emoclf.cli.serve import add_serve_parser
+from emoclf.utils.text import json_line
 from emoclf.utils.version import __version__
 
 log = logging.getLogger("emoclf")
@@ -95,7 +96,7 @@ def cmd_predict(args) -> int:
     predict_media(args, predictor, videos, info)
     if not images:
         return 0
-    emit = (lambda r: print(json.dumps(r), flush=True)) if args.json else (lambda r: print(describe_prediction(r)))
+    emit = (lambda r: print(json_line(r), flush=True)) if args.json else (lambda r: print(describe_prediction(r)))
     s = predict_inputs(predictor, images, Path(args.out), not args.no_figure, emit)
     if s.figures:
         print(f"{len(s.figures)} figure(s) in {args.out}", file=info)
@@ -117,6 +118,9 @@ def cmd_export(args) -> int:
 
 def cmd_demo_data(args) -> int:
     from emoclf.data.synthetic import SPANISH, make_dataset
+
+    if args.per_class < 1 or args.size < 8:  # an empty or tiny set would train nothing
+        raise ValueError(f"--per-class must be at least 1 and --size at least 8; got {args.per_class} and {args.size}.")
 
     root = make_dataset(args.dest, classes=args.classes.split(","), train_per_class=args.per_class,
                         val_per_class=max(2, args.per_class // 4), size=args.size, seed=args.seed,
@@ -254,6 +258,20 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's stop, `kill`): ended like Ctrl-C, with a message, temporary files removed."""
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`Terminated`; the previous handler, or None where none can be set."""
+    def stop(signum, frame):
+        raise Terminated()
+    try:
+        return signal.signal(signal.SIGTERM, stop)
+    except (ValueError, AttributeError, OSError):  # not the main thread, or no SIGTERM here
+        return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``emoclf`` console script."""
     parser = build_parser()
@@ -262,8 +280,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.print_help()
         return 2
     _setup_logging(args.quiet)
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 is printed, never fatal
+        getattr(stream, "reconfigure", lambda **_: None)(errors="backslashreplace")
+    previous = _stop_on_sigterm()
     try:
         return args.func(args)
+    except Terminated:
+        print(f"emoclf {args.command}: stopped by SIGTERM. A training run continues with --resume; nothing "
+              f"half-written was left.", file=sys.stderr)
+        return 143
     except ModuleNotFoundError as exc:
         package = (exc.name or "emoclf").split(".")[0]
         if package == "emoclf":
@@ -287,3 +312,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (RuntimeError, OSError) as exc:
         print(f"emoclf {args.command}: failed: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import List, Tuple
 
 from emoclf.cli.faces import add_face_args, detector_of
 from emoclf.cli.options import add_device, add_json, add_out, add_run_choice
+from emoclf.utils.text import json_line
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def predict_media(args, predictor, videos: List[str], info) -> None:
     for video in videos:
         result = predict_video(predictor, Path(video), Path(args.out), args.every, annotated=not args.no_figure)
         if args.json:  # one JSON line per video, as per image; per-frame scores are in its CSV
-            print(json.dumps(result.record()), flush=True)
+            print(json_line(result.record()), flush=True)
         else:
             print(result.describe(), flush=True)
 
@@ -70,7 +70,7 @@ def cmd_explain(args) -> int:
 
     def emit(record):
         if args.json:
-            print(json.dumps(record), flush=True)
+            print(json_line(record), flush=True)
         else:
             print(describe_prediction(record) + (f" -> {record['gradcam']}" if record.get("gradcam") else ""))
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Optional
 
+from emoclf.config import check_class_names, check_preprocessing
 from emoclf.runs.folder import BEST_CHECKPOINT
 from emoclf.utils.version import __version__
 
@@ -199,7 +200,15 @@ def read_torchscript(path: Path):
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     if not files[METADATA_FILE]:
         raise ValueError(f"{path} is a TorchScript file without emoclf metadata; export it with emoclf export.")
-    return module, json.loads(files[METADATA_FILE])
+    try:
+        meta = json.loads(files[METADATA_FILE])
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its emoclf metadata is not a JSON object; export the run again.")
+    check_class_names(meta.get("class_names"), str(path))
+    meta.update(check_preprocessing(meta, str(path)))
+    return module, meta
 
 
 def onnx_for_run(run: Path) -> Path:

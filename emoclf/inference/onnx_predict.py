@@ -8,9 +8,10 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from emoclf.config import TENCROP_FRACTION, TTA_MODES  # torch-free: the same views as engine.tta_views
+from emoclf.config import TENCROP_FRACTION, TTA_MODES, check_class_names, check_preprocessing  # torch-free
 from emoclf.inference.predict import Predictor
 from emoclf.runs.folder import as_run_list
+from emoclf.utils.text import show
 
 log = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx")
@@ -48,7 +49,19 @@ def read_metadata(session, path: Path) -> Dict:
         raise ValueError(f"{path} carries no emoclf metadata ({', '.join(missing)} missing): it was not written "
                          f"by emoclf export. Export the run with: emoclf export RUN --format onnx.")
     if meta["output_kind"] != "probabilities":
-        raise ValueError(f"{path} outputs {meta['output_kind']!r}; this emoclf reads probabilities only.")
+        raise ValueError(f"{path} outputs {show(meta['output_kind'])}; this emoclf reads probabilities only.")
+    return check_metadata(meta, str(path))
+
+
+def check_metadata(meta: Dict, where: str) -> Dict:
+    """Check the metadata of an exported model with the rules of a config (a damaged or hostile file must not
+    make emoclf allocate without bound, score NaN or stop with a traceback)."""
+    meta["class_names"] = check_class_names(meta["class_names"], where)
+    meta.update(check_preprocessing(meta, where, required=("image_size", "grayscale", "aspect")))
+    if not isinstance(meta["input_name"], str) or not meta["input_name"]:
+        raise ValueError(f"{where}: input_name must be the name of the model's input; got {show(meta['input_name'])}.")
+    if meta.get("tta", "none") not in TTA_MODES:
+        raise ValueError(f"{where}: tta must be one of {', '.join(TTA_MODES)}; got {show(meta.get('tta'))}.")
     return meta
 
 
@@ -116,6 +129,9 @@ class OnnxPredictor(Predictor):
         views = tta_views(x, self.tta)
         batch = np.ascontiguousarray(np.concatenate(views)) if len(views) > 1 else x
         probs = self.session.run(None, {self.input_name: batch})[0]
+        if probs.ndim != 2 or probs.shape[-1] != len(self.class_names):
+            raise ValueError(f"{self.run} outputs shape {list(probs.shape)} but its metadata names "
+                             f"{len(self.class_names)} classes: the file is damaged or its metadata was edited.")
         return probs.reshape(len(views), len(x), -1).mean(0)
 
 

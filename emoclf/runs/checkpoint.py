@@ -7,7 +7,7 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from emoclf.config import Config, from_dict, to_dict
+from emoclf.config import Config, check_class_names, check_preprocessing, from_dict, to_dict
 from emoclf.utils.files import load_checkpoint, save_checkpoint
 from emoclf.utils.version import __version__
 
@@ -52,6 +52,22 @@ def read(path: Path) -> Dict:
     if ckpt.get("format") != FORMAT or "model_state" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not an emoclf checkpoint (no model_state/config). Pass a run folder or the "
                          f"best.pt/last.pt of one; plain weights go in model.weights_path instead.")
+    return check_plain_data(ckpt, str(path))
+
+
+def check_plain_data(ckpt: Dict, where: str) -> Dict:
+    """Check the plain data of a checkpoint with the rules of a config: nothing read from a file is trusted."""
+    if not isinstance(ckpt.get("config"), dict):
+        raise ValueError(f"{where}: the config in it is not a mapping; the checkpoint is damaged.")
+    try:
+        from_dict(ckpt["config"])
+    except ValueError as exc:
+        raise ValueError(f"{where}: the config in it is invalid ({str(exc).rstrip('.')}). The checkpoint is damaged "
+                         f"or was not written by emoclf.") from None
+    check_class_names(ckpt.get("class_names"), where)
+    ckpt["preprocessing"] = check_preprocessing(ckpt.get("preprocessing"), where)
+    if not isinstance(ckpt["model_state"], dict):
+        raise ValueError(f"{where}: model_state is not a state dict; the checkpoint is damaged.")
     return ckpt
 
 
