@@ -1,6 +1,7 @@
 """Safe archive extraction: no entry may land outside the target, and a zip bomb stops at a size limit."""
 from __future__ import annotations
 
+import fnmatch
 import lzma
 import os
 import re
@@ -10,7 +11,9 @@ import tarfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
+
+from emoclf.utils.text import show
 
 DEFAULT_MAX_GB = 50.0
 MAX_GB_ENV = "EMOCLF_MAX_EXTRACT_GB"
@@ -28,7 +31,7 @@ def max_bytes(limit_gb: Optional[float] = None) -> int:
         try:
             limit_gb = float(text) if text else DEFAULT_MAX_GB
         except ValueError:
-            raise ValueError(f"{MAX_GB_ENV}='{text}' is not a number of gigabytes, e.g. {MAX_GB_ENV}=20.") from None
+            raise ValueError(f"{MAX_GB_ENV}={show(text)} is not a number of gigabytes, e.g. {MAX_GB_ENV}=20.") from None
     if limit_gb <= 0:
         raise ValueError(f"The extraction limit must be a positive number of gigabytes, got {limit_gb}.")
     return int(limit_gb * 1e9)
@@ -57,10 +60,10 @@ def safe_parts(name: str) -> List[str]:
     """Path components of an archive entry; raises ValueError for absolute paths and '..'."""
     norm = name.replace("\\", "/")
     if norm.startswith("/") or re.match(r"^[A-Za-z]:", norm):
-        raise ValueError(f"Refusing archive entry '{name}': absolute path.")
+        raise ValueError(f"Refusing archive entry {show(name)}: absolute path.")
     parts = [p for p in norm.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise ValueError(f"Refusing archive entry '{name}': it points outside the destination ('..').")
+        raise ValueError(f"Refusing archive entry {show(name)}: it points outside the destination ('..').")
     return parts
 
 
@@ -71,7 +74,7 @@ def _target(root: Path, name: str) -> Optional[Path]:
     target = root.joinpath(*parts)
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(target)]) != real_root:
-        raise ValueError(f"Refusing archive entry '{name}': it resolves outside the destination.")
+        raise ValueError(f"Refusing archive entry {show(name)}: it resolves outside the destination.")
     return target
 
 
@@ -183,3 +186,51 @@ def extract(archive: Path, root: Path, limit: int) -> int:
         raise ValueError(f"'{archive}' is an HTML page, not an archive. {HTML_HINT}")
     return (extract_zip if kind == "zip" else extract_tar)(archive, root, limit)
 
+
+
+def _refuse_link(entry: os.DirEntry, root: Path) -> None:
+    rel = os.path.relpath(entry.path, root)
+    try:
+        points_to = os.readlink(entry.path)
+    except OSError:
+        points_to = "?"
+    raise ValueError(f"Refusing {show(rel)} in the source folder {root}: a link (to {show(points_to)}). Links are "
+                     f"refused as in archives, so nothing outside the folder is copied and no loop is followed: "
+                     f"copy the real files in (e.g. cp -rL), or pass the folder the link points to.")
+
+
+def folder_files(root: Path, skip: Sequence[str] = ()) -> List[Path]:
+    """Every regular file under a source folder, walked without following links (names matching a ``skip``
+    pattern are left out); a link or a special file is refused, as an archive entry of that kind would be."""
+    root, files, stack = Path(root), [], [Path(root)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            if any(fnmatch.fnmatch(entry.name, pattern) for pattern in skip):
+                continue
+            if entry.is_symlink() or getattr(entry, "is_junction", lambda: False)():
+                _refuse_link(entry, root)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files.append(Path(entry.path))
+            else:
+                raise ValueError(f"Refusing {show(os.path.relpath(entry.path, root))} in the source folder {root}: "
+                                 f"a device, pipe or other special file. Remove it, or copy the images elsewhere.")
+    return files
+
+
+def copy_folder(src: Path, out: Path, limit: int, skip: Sequence[str] = ()) -> int:
+    """Copy a source folder's regular files into ``out`` (links refused, see :func:`folder_files`), stopping at
+    ``limit`` bytes as an archive would; returns the bytes copied."""
+    total = 0
+    files = folder_files(src, skip)
+    out.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        total += path.stat().st_size
+        _budget(total, limit, src)
+        target = out / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target, follow_symlinks=False)
+    return total

@@ -103,6 +103,7 @@ def scan_folder(folder: Path) -> Tuple[Dict[str, List[Path]], int]:
     """Image files per canonical class under ``folder``/<class>/, and the count of non-image files."""
     per_class: Dict[str, List[Path]] = {}
     non_images = 0
+    lbl.check_folder_names([d.name for d in subdirs(folder)], str(folder))
     for class_dir in subdirs(folder):
         name = lbl.canonical(class_dir.name)
         files = sorted(p for p in class_dir.rglob("*") if p.is_file() and not is_hidden(p))
@@ -221,6 +222,10 @@ def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
         if extra:
             raise ValueError(f"The {name} split has classes that train lacks: {', '.join(extra)}. Add training "
                              f"images for them or leave them out with --set data.drop_classes=[{','.join(extra)}].")
+        missing = [c for c in train_classes if c not in per_class]
+        if missing and name != "train":
+            log.warning("The %s split has no images of %s: its scores say nothing about %s.", name,
+                        ", ".join(missing), "that class" if len(missing) == 1 else "those classes")
     splits = {name: _flatten(per_class, train_classes) for name, per_class in scanned.items()}
     ds = Dataset(root, train_classes, splits, non_images)
     if "validation" not in splits:

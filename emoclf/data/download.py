@@ -19,8 +19,10 @@ from emoclf.data import labels as lbl
 from emoclf.data.dataset import MARKER, is_hidden, subdirs, find_splits
 from emoclf.data.imaging import is_image_name
 from emoclf.utils.files import atomic_write_json
+from emoclf.utils.locks import FileLock, is_locked
 
 log = logging.getLogger(__name__)
+LOCK_FILE = ".emoclf-download.lock"  # held by the download writing into a destination, removed when it ends
 PARTIAL = ".emoclf-partial-"  # hidden, so dataset discovery never mistakes a half-written folder for data
 RECORD_FORMAT = 2  # 2: says which folder a download installed, and keeps every folder ever recorded in place
 SPLIT_ORDER = ("train", "validation", "test")
@@ -137,8 +139,7 @@ def _inner_csv(unpacked: Path) -> Optional[Path]:
 def _unpack(src: sources.Source, path: Path, work: Path, limit: int) -> Path:
     out = work / "unpacked"
     if src.kind == "folder":
-        shutil.copytree(path, out, ignore=shutil.ignore_patterns(".emoclf-cache", PARTIAL + "*"),
-                        ignore_dangling_symlinks=True)
+        archive.copy_folder(path, out, limit, skip=(".emoclf-cache", PARTIAL + "*"))
         return out
     out.mkdir()
     if src.kind == "csv":
@@ -229,6 +230,12 @@ def _install(unpacked: Path, target: Path, dest: Path, work: Path) -> None:
     os.replace(unpacked, target)
 
 
+def _lock(dest: Path) -> FileLock:
+    """Lock a download destination for this process: a second download into it is refused (the lock goes with the
+    process, however it ends)."""
+    return FileLock(dest / LOCK_FILE).acquire(f"The download destination {dest}")
+
+
 def _clean_partials(dest: Path) -> None:
     for stale in dest.glob(PARTIAL + "*"):
         log.info("Removing %s left by an interrupted download", stale)
@@ -250,10 +257,12 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
     if not force:
         done = _already_there(dest_path, identity, src.label)
         if done is not None:
-            _clean_partials(dest_path)  # what a killed --force left behind
+            if not is_locked(dest_path / LOCK_FILE):  # a download running there owns its partial folder
+                _clean_partials(dest_path)  # what a killed --force left behind
             return done
     if src.kind == "folder" and _inside(src.path, dest_path):
-        return _record_in_place(src, dest_path, identity)
+        with _lock(dest_path):
+            return _record_in_place(src, dest_path, identity)
     if src.kind == "folder" and _inside(dest_path, src.path):
         raise ValueError(f"--dest '{dest_path}' lies inside the source folder '{src.path}'; choose a --dest "
                          f"outside it.")
@@ -261,8 +270,18 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
         raise ValueError(f"--dest '{dest_path}' is a file; pass a folder (default: data).")
     created = not dest_path.exists()
     dest_path.mkdir(parents=True, exist_ok=True)
-    _clean_partials(dest_path)
-    work = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=dest_path))
+    try:
+        lock = _lock(dest_path)
+    except ValueError:
+        if created:
+            dest_path.rmdir()
+        raise
+    try:
+        _clean_partials(dest_path)  # under the lock: no other download is filling them
+        work = Path(tempfile.mkdtemp(prefix=PARTIAL, dir=dest_path))
+    except BaseException:
+        lock.release()
+        raise
     try:
         fetched = sources.fetch(src, work / "download")
         unpacked = _unpack(src, fetched, work, limit)
@@ -274,6 +293,7 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
         _write_record(dest_path, final_root, identity, src.label, counts, installed=target.name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        lock.release()
         if created and not any(dest_path.iterdir()):
             dest_path.rmdir()  # a failed first download leaves no empty data/ behind
     return Result(dest_path, final_root, counts, src.label, seconds=time.time() - started)

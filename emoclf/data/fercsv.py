@@ -9,6 +9,8 @@ from typing import Dict
 import numpy as np
 from PIL import Image
 
+from emoclf.utils.text import show
+
 EMOTIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # FER2013's label order 0..6
 USAGE = {"training": "train", "publictest": "validation", "privatetest": "test"}
 
@@ -46,7 +48,7 @@ def _label(text: str, where: str) -> str:
         index = -1
     if not 0 <= index < len(EMOTIONS):
         names = ", ".join(f"{i}={n}" for i, n in enumerate(EMOTIONS))
-        raise ValueError(f"{where}: emotion '{text}' is not one of 0..6 ({names}).")
+        raise ValueError(f"{where}: emotion {show(text)} is not one of 0..6 ({names}).")
     return EMOTIONS[index]
 
 
@@ -54,30 +56,42 @@ def _split(row: Dict[str, str], where: str) -> str:
     usage = (row.get("usage") or "Training").strip()
     split = USAGE.get(usage.lower())
     if split is None:
-        raise ValueError(f"{where}: Usage '{usage}' is not one of Training, PublicTest, PrivateTest.")
+        raise ValueError(f"{where}: Usage {show(usage)} is not one of Training, PublicTest, PrivateTest.")
     return split
 
 
 def convert(csv_path: Path, out: Path) -> Dict[str, Dict[str, int]]:
     """Stream the CSV row by row into ``out``/<split>/<class>/<row>.png; returns counts per split and class."""
-    counts: Dict[str, Dict[str, int]] = {}
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
-        header = [c.strip().lower() for c in next(reader, [])]
-        if not {"emotion", "pixels"} <= set(header):
-            raise ValueError(f"'{csv_path}' has columns {header}; a FER2013 CSV needs emotion, pixels and Usage.")
-        for i, values in enumerate(reader):
-            where = f"{Path(csv_path).name} line {i + 2}"
-            if len(values) != len(header):
-                raise ValueError(f"{where}: {len(values)} columns instead of {len(header)}. The file may be "
-                                 f"truncated; download it again.")
-            row = dict(zip(header, values))
-            split, label = _split(row, where), _label(row["emotion"], where)
-            folder = out / split / label
-            if label not in counts.setdefault(split, {}):
-                folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_pixels(row["pixels"], where)).save(folder / f"{i:05d}.png", compress_level=1)
-            counts[split][label] = counts[split].get(label, 0) + 1
+        try:
+            return _convert_rows(reader, csv_path, out)
+        except csv.Error as exc:  # e.g. a field over the csv module's limit (131,072 characters; a row is ~9 KB)
+            raise ValueError(f"{Path(csv_path).name} line {reader.line_num}: not a valid CSV row ({exc}). The file "
+                             f"is damaged or not fer2013.csv; download it again.") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{Path(csv_path).name} line {reader.line_num + 1}: not UTF-8 text ({exc.reason}). The "
+                             f"file is damaged or not fer2013.csv; download it again.") from None
+
+
+def _convert_rows(reader, csv_path: Path, out: Path) -> Dict[str, Dict[str, int]]:
+    counts: Dict[str, Dict[str, int]] = {}
+    header = [c.strip().lower() for c in next(reader, [])]
+    if not {"emotion", "pixels"} <= set(header):
+        raise ValueError(f"'{csv_path}' has columns {show(header)}; a FER2013 CSV needs emotion, pixels and "
+                         f"Usage.")
+    for i, values in enumerate(reader):
+        where = f"{Path(csv_path).name} line {i + 2}"
+        if len(values) != len(header):
+            raise ValueError(f"{where}: {len(values)} columns instead of {len(header)}. The file may be "
+                             f"truncated; download it again.")
+        row = dict(zip(header, values))
+        split, label = _split(row, where), _label(row["emotion"], where)
+        folder = out / split / label
+        if label not in counts.setdefault(split, {}):
+            folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(_pixels(row["pixels"], where)).save(folder / f"{i:05d}.png", compress_level=1)
+        counts[split][label] = counts[split].get(label, 0) + 1
     if not counts:
         raise ValueError(f"'{csv_path}' has a header but no rows.")
     return counts

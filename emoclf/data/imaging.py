@@ -49,18 +49,23 @@ def open_image(path: Union[str, Path], grayscale: bool, draft_size: int = 0) -> 
 
 
 def square(img: Image.Image, size: int, aspect: str) -> Image.Image:
-    """Resize to size x size, padding (letterbox) or centre-cropping a non-square image; never stretching."""
+    """Resize to size x size, padding (letterbox) or centre-cropping a non-square image; never stretching.
+
+    The letterbox resizes first and pads after, on a canvas of the target size: memory and time stay proportional
+    to the image's own pixels (a 39000 x 1000 strip padded first would need a 39000 x 39000 canvas)."""
     w, h = img.size
-    if w != h:
-        if aspect == "crop":
-            side = min(w, h)
-            left, top = (w - side) // 2, (h - side) // 2
-            img = img.crop((left, top, left + side, top + side))
-        else:
-            side = max(w, h)
-            canvas = Image.new(img.mode, (side, side), 0)
-            canvas.paste(img, ((side - w) // 2, (side - h) // 2))
-            img = canvas
+    if w != h and aspect == "crop":
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.crop((left, top, left + side, top + side))
+    elif w != h:
+        side = max(w, h)
+        new_w, new_h = max(1, round(w * size / side)), max(1, round(h * size / side))
+        if (new_w, new_h) != (w, h):
+            img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        canvas = Image.new(img.mode, (size, size), 0)
+        canvas.paste(img, ((size - new_w) // 2, (size - new_h) // 2))
+        return canvas
     if img.size != (size, size):
         img = img.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=3.0)
     return img

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Optional
 
 from emoclf.utils.version import __version__
-from emoclf.data.archive import HTML_HINT
+from emoclf.data.archive import HTML_HINT, folder_files
 from emoclf.data.fercsv import is_fer_csv
+from emoclf.utils.text import show
 
 DEFAULT_SOURCE = "https://drive.google.com/file/d/1aPHE00zkDhEV1waJKhaOJMdN6-lUc0iT/view?usp=sharing"
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
@@ -61,7 +62,7 @@ def parse(text: str) -> Source:
         if (urllib.parse.urlparse(text).hostname or "").lower() in DRIVE_HOSTS:
             file_id = drive_id(text)
             if not file_id:
-                raise ValueError(f"No file id in the Google Drive link '{text}'. Use a share link like "
+                raise ValueError(f"No file id in the Google Drive link {show(text)}. Use a share link like "
                                  f"https://drive.google.com/file/d/FILE_ID/view, or pass the id alone.")
             return Source("drive", file_id, text)
         return Source("url", text, text)
@@ -70,11 +71,11 @@ def parse(text: str) -> Source:
         return Source("folder", str(path.resolve()), text)
     if path.is_file():
         if path.suffix.lower() == ".csv" and not is_fer_csv(path):
-            raise ValueError(f"'{text}' is a CSV without the FER2013 columns emotion,pixels,Usage.")
+            raise ValueError(f"{show(text)} is a CSV without the FER2013 columns emotion,pixels,Usage.")
         return Source("csv" if path.suffix.lower() == ".csv" else "archive", str(path.resolve()), text)
     if DRIVE_ID.match(text):
         return Source("drive", text, text)
-    raise FileNotFoundError(f"--source '{text}' is not an existing file or folder, a Google Drive link or id, or "
+    raise FileNotFoundError(f"--source {show(text)} is not an existing file or folder, a Google Drive link or id, or "
                             f"an http(s) URL. Pass e.g. --source path/to/archive.zip or --source fer2013.csv.")
 
 
@@ -83,7 +84,7 @@ def identity(src: Source) -> dict:
     if src.kind in ("drive", "url"):
         return {"kind": src.kind, "value": src.value}
     if src.kind == "folder":
-        files = [p for p in src.path.rglob("*") if p.is_file()]
+        files = folder_files(src.path)  # links refused: never followed out of the folder or round a loop
         return {"kind": "folder", "value": src.value, "files": len(files),
                 "bytes": sum(p.stat().st_size for p in files)}
     st = src.path.stat()

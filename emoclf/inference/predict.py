@@ -203,7 +203,7 @@ def write_predictions_csv(path: Path, records: List[Dict], class_names: Sequence
     """predictions.csv: image, face (0: whole image), box, fallback, label, score and every class probability."""
     from emoclf.utils.files import atomic_path
 
-    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(Path(path)) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
         labelled = any(r.get("true") for r in records)  # images from class folders: their true class too
         writer.writerow(["image", "face", "x", "y", "w", "h", "fallback", "label", "score"] +

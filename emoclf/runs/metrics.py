@@ -120,7 +120,7 @@ def write_predictions(path: Path, paths: Sequence, y_true: np.ndarray, logits: t
                       class_names: Sequence[str]) -> None:
     """One row per image: path, true, predicted, correct, and every class probability."""
     probs = F.softmax(logits, 1).numpy()
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "true", "predicted", "correct"] + [f"p_{c}" for c in class_names])
         for p, t, row in zip(paths, y_true, probs):

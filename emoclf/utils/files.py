@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -109,9 +110,10 @@ def remove_stale_temps(folder: Path) -> List[Path]:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write text so that readers see the old file or the whole new one, never a part."""
+    """Write text so that readers see the old file or the whole new one, never a part. The file is UTF-8; a file
+    name that is not (it came from the disk as it was) is written with backslash escapes, never fatal."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8", errors="backslashreplace")
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -126,9 +128,32 @@ def save_checkpoint(obj: dict, path: Path) -> None:
     with atomic_path(path, "checkpoint", sync_dir=True) as tmp:
         try:
             torch.save(obj, tmp)
-        except RuntimeError as exc:  # torch's file writer reports a full disk as a RuntimeError
+        except RuntimeError as exc:  # torch's writers report a full disk as a RuntimeError ("basic_ios::clear")
             reason = str(exc).splitlines()[0][:200]
-            raise OSError(errno.ENOSPC if "write" in reason.lower() else None, reason) from None
+            if _looks_full(reason, Path(tmp).parent, obj):
+                raise OSError(errno.ENOSPC, f"the disk is full or a file size limit was reached ({reason})") from None
+            raise OSError(errno.EIO, reason) from None
+
+
+def _tensor_bytes(obj: Any) -> int:
+    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _looks_full(reason: str, folder: Path, obj: Any) -> bool:
+    """Whether a failed torch.save was a full disk: its writer says so only as "file write failed" or an
+    iostream error, so the free space decides too."""
+    if any(word in reason.lower() for word in ("write", "iostream", "space")):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < _tensor_bytes(obj) + (1 << 20)
+    except OSError:
+        return False
 
 
 def _foreign_kind(path: Path) -> str:

@@ -1,6 +1,8 @@
 """Safe, bounded YAML reading for configs: plain YAML only, limited in size and alias expansion."""
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +80,45 @@ def safe_yaml(text: str, where: str) -> Any:
     return data
 
 
-def read_yaml(path: Path) -> dict:
-    """Read a YAML mapping safely (no object-building tags, bounded size)."""
+def read_text_bounded(path: Path, limit: int = MAX_YAML_BYTES, what: str = "Config file") -> str:
+    """A small text file read safely: a regular file only (a FIFO or device such as /dev/zero is refused before
+    it is read, so it can neither hang nor grow without bound), checked in size first, and read up to the limit."""
+    path = Path(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        st = os.stat(path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"Config file not found: {path}. Pass an existing file, e.g. --config "
+        raise FileNotFoundError(f"{what} not found: {path}. Pass an existing file, e.g. --config "
                                 f"configs/cnn.yaml.") from None
-    except IsADirectoryError:
-        raise ValueError(f"Config file {path} is a folder; pass a YAML file, e.g. --config configs/cnn.yaml.") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"{what} {path} is a folder; pass a YAML file, e.g. --config configs/cnn.yaml.")
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{what} {path} is not a regular file (a pipe, socket or device); pass a YAML file, e.g. "
+                         f"--config configs/cnn.yaml.")
+    if st.st_size > limit:
+        raise ValueError(f"{what} {path} is {st.st_size} bytes; a config is far smaller (limit {limit}). Is it the "
+                         f"right file?")
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags)  # non-blocking: a FIFO swapped in after the check still cannot hang the open
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise ValueError(f"{what} {path} is not a regular file; pass a YAML file.")
+        data = fh.read(limit + 1)  # a file growing after the check is still read only up to the limit
+    if len(data) > limit:
+        raise ValueError(f"{what} {path} is over {limit} bytes; a config is far smaller. Is it the right file?")
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"Config file {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+        raise ValueError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") from None
+
+
+def read_yaml(path: Path) -> dict:
+    """Read a YAML mapping safely (no object-building tags, bounded size, a regular file only); a file holding
+    anything but a mapping (a list, a number) is refused with its name."""
+    text = read_text_bounded(Path(path))
     data = safe_yaml(text, f"Config file {path}")
-    return data if data is not None else {}
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"Config file {path} holds a YAML {type(data).__name__}, not a mapping of sections "
+                         f"(data:, model:, train:, ...). Fix the file, e.g. from configs/default.yaml.")
+    return data
