@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import AbstractSet, Dict, List, Optional, Sequence, Tuple, Union
 
 from emoclf.config import Config, to_dict
+from emoclf.utils.locks import FileLock, is_locked
 from emoclf.utils.yamlio import read_yaml
 
 # The files of a run folder (docs/architecture.md says what each holds). An evaluation folder holds the same
@@ -27,6 +28,9 @@ REPORT = "report.md"
 SKIPPED_FILES = "skipped_files.txt"
 TRACKERS = "trackers.json"  # only with output.loggers: the tracker runs a --resume continues
 TENSORBOARD_DIR = "tensorboard"  # only with output.loggers: [tensorboard]; the event files
+# Written when a run starts: the proof that emoclf made the folder (only such a folder is ever replaced), and the
+# file a training process locks, so that a second process cannot write into the same run.
+RUN_MARKER = ".emoclf-run"
 FINISHED_WHEN = (METRICS, REPORT, BEST_CHECKPOINT)  # a run is finished once all three exist
 COMPARISON_JSON = "comparison.json"  # written by emoclf compare; names the best run
 COMPARISON_CSV = "comparison.csv"
@@ -105,14 +109,40 @@ def refuse_changes_to_finished(cfg: Config) -> None:
                          f"with --overwrite.")
 
 
+def is_run_folder(run_dir: Path) -> bool:
+    """Whether ``run_dir`` provably holds an emoclf run: its marker (written when a run starts), or, for runs of
+    versions before the marker, config.yaml with a checkpoint (best.pt or last.pt) and a history.csv that starts
+    with the epoch column. Only such a folder is replaced by --overwrite."""
+    run_dir = Path(run_dir)
+    if (run_dir / RUN_MARKER).is_file():
+        return True
+    if not (run_dir / CONFIG).is_file() or not any((run_dir / c).is_file() for c in (BEST_CHECKPOINT, LAST_CHECKPOINT)):
+        return False
+    try:
+        with open(run_dir / HISTORY, encoding="utf-8") as fh:
+            return fh.readline().startswith("epoch,")
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _refuse_foreign(run_dir: Path) -> None:
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not is_run_folder(run_dir):
+        raise ValueError(f"{run_dir} exists and is not an emoclf run folder (no {RUN_MARKER} marker, nor the "
+                         f"config.yaml, checkpoint and history.csv of an earlier run); refusing to write into it or "
+                         f"delete it. Choose another output.dir or output.name.")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder. Choose another output.dir or output.name.")
+
+
 def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path]:
-    """Refuse to replace a run silently; return last.pt when resuming. Reads only (safe on every process)."""
+    """Refuse to replace a run silently, or to write into a folder that is not a run's; return last.pt when
+    resuming. Reads only (safe on every process)."""
     run_dir = cfg.run_dir
+    _refuse_foreign(run_dir)
+    if is_locked(run_dir / RUN_MARKER):
+        raise ValueError(f"The run folder {run_dir} is in use by another emoclf process. Wait for it to finish, or "
+                         f"choose another output.name; two processes writing one run would mix their files.")
     if overwrite:
-        if run_dir.exists() and any(run_dir.iterdir()) and not (
-                (run_dir / CONFIG).is_file() or (run_dir / LAST_CHECKPOINT).is_file()):
-            raise ValueError(f"{run_dir} exists but is not an emoclf run folder; refusing to delete it. "
-                             f"Choose another output.dir or output.name.")
         return None
     if is_finished(run_dir):
         raise ValueError(f"{run_dir} already holds a finished run. Use another name (--set output.name=NEW), "
@@ -129,11 +159,22 @@ def check_run_dir(cfg: Config, resume: bool, overwrite: bool) -> Optional[Path]:
     return None
 
 
-def apply_run_dir(cfg: Config, overwrite: bool) -> None:
-    """Create the run folder (emptying it first with ``overwrite``); main process only."""
-    if overwrite and cfg.run_dir.exists():
-        shutil.rmtree(cfg.run_dir)
-    cfg.run_dir.mkdir(parents=True, exist_ok=True)
+def apply_run_dir(cfg: Config, overwrite: bool) -> FileLock:
+    """Create the run folder (emptying it first with ``overwrite``) and lock it for this process; main process
+    only. Returns the lock: hold it for the whole run (the operating system drops it if the process dies)."""
+    run_dir = cfg.run_dir
+    _refuse_foreign(run_dir)  # again: the folder may have changed while the data loaded
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / RUN_MARKER, keep=True).acquire(f"The run folder {run_dir}")
+    if overwrite:
+        for entry in run_dir.iterdir():  # everything but the marker this process holds locked
+            if entry.name == RUN_MARKER:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    return lock
 
 
 def _best_of_comparison(path: Path) -> Optional[Path]:

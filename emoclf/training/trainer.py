@@ -132,8 +132,9 @@ class Trainer:
         # Only now, with data and model ready, is the run folder made (or emptied with --overwrite): a run that
         # cannot start leaves no empty folder behind and keeps the run it would have replaced.
         dd.barrier(self.dist)
+        self.folder_lock = None
         if self.dist.is_main:
-            apply_run_dir(cfg, overwrite)
+            self.folder_lock = apply_run_dir(cfg, overwrite)  # held until train() returns or the process dies
             for stale in remove_stale_temps(self.run_dir):
                 log.info("Removed %s, left by an interrupted write", stale.name)
 
@@ -337,4 +338,6 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
     finally:
         if trainer.trackers is not None:
             trainer.trackers.close()
+        if trainer.folder_lock is not None:
+            trainer.folder_lock.release()
         dd.shutdown()
