@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 TTA_MODES = ("none", "flip", "tencrop")  # test-time augmentation: the input; and its mirror; or 5 crops and flips
 TENCROP_FRACTION = 0.9  # tencrop: crop side as a share of the image, resized back to the model's input size
 LOGGERS = ("csv", "tensorboard", "mlflow")  # output.loggers; csv (history.csv) is written by every run
+CLASS_NAME_MODES = ("canonical", "dataset", "both")  # output.class_names: happy, alegria, alegria (happy)
 
 
 def setting(default: Any, doc: str, *, low: Optional[float] = None, high: Optional[float] = None,
@@ -128,6 +129,9 @@ class OutputConfig:
     loggers: List[str] = setting([], "experiment trackers besides history.csv (always written): tensorboard "
                                  "(RUN/tensorboard/), mlflow (MLFLOW_TRACKING_URI, else output.dir/mlruns/); e.g. "
                                  "[tensorboard, mlflow]", choices=LOGGERS)
+    class_names: str = setting("canonical", "class names in figures and reports: canonical (happy), dataset (the "
+                               "class folder's own name, e.g. alegria) or both (alegria (happy))",
+                               choices=CLASS_NAME_MODES)
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sys
 import types
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -216,3 +217,33 @@ def test_every_help_page_has_a_description_and_an_example(command, capsys):
     out = capsys.readouterr().out
     assert "examples:\n  emoclf " + command in out
     assert out.split("\n\n")[1].strip() and not out.split("\n\n")[1].lstrip().startswith(("options:", "positional"))
+
+
+@pytest.mark.parametrize("mode, shown", [("dataset", "alegria"), ("both", "alegria (happy)")])
+def test_the_dataset_s_own_class_names_are_shown_when_asked(tmp_path, monkeypatch, mode, shown):
+    import json
+
+    from conftest import fast_config
+
+    from emoclf.data.synthetic import SPANISH
+    from emoclf.runs.evaluation import evaluate_run
+    from emoclf.training.trainer import train
+
+    data = make_dataset(tmp_path / "datos", classes=("happy", "sad"), train_per_class=8, val_per_class=3, size=32,
+                        seed=1, names=SPANISH)
+    run = train(fast_config(data, tmp_path / "out", epochs=1, extra=[f"output.class_names={mode}"]))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["class_names"] == ["happy", "sad"]  # the model's classes stay canonical
+    assert metrics["display_names"][0] == shown and metrics["dataset_class_names"]["happy"] == "alegria"
+    assert f"| {shown} |" in (run / "report.md").read_text()
+    assert shown in (run / "classification_report.txt").read_text()
+    assert "output.class_names" not in (run / "config.yaml").read_text() or mode in (run / "config.yaml").read_text()
+    ev = evaluate_run(run, out=str(tmp_path / "eval"))  # an evaluation shows the names the run saved
+    assert shown in (Path(ev["out_dir"]) / "classification_report.txt").read_text()
+    import emoclf.runs.figures as figures
+
+    drawn = []
+    real = figures.heatmap
+    monkeypatch.setattr(figures, "heatmap", lambda ax, m, names, *a: drawn.append(names) or real(ax, m, names, *a))
+    figures.plot_run(run, "again")
+    assert drawn and all(names[0] == shown for names in drawn)  # the confusion matrices too

@@ -9,6 +9,7 @@ import numpy as np
 from emoclf.runs.figures import epoch_axis, read_history
 from emoclf.runs.folder import CONFUSION_CSV, HISTORY
 from emoclf.runs.metrics import read_confusion_csv
+from emoclf.runs.names import saved_display_names
 from emoclf.utils.plotting import heatmap, normalize_rows, pyplot, safe_plot, save_figure
 
 HEADLINE = [("accuracy", "accuracy"), ("top2_accuracy", "top-2 accuracy"), ("f1_macro", "macro F1"),
@@ -87,6 +88,7 @@ def plot_confusions(rows: List[Dict], out: Path) -> Path:
     fig, axes = plt.subplots(1, len(rows), figsize=((side + 1) * len(rows), side), squeeze=False)
     for ax, r in zip(axes[0], rows):
         names, cm = read_confusion_csv(Path(r["scores_dir"]) / CONFUSION_CSV)
+        names = saved_display_names(Path(r["scores_dir"]), names)
         heatmap(ax, normalize_rows(cm), names, True, f"{r['run']} (macro F1 {r['f1_macro']:.2f})")
     fig.tight_layout()
     return save_figure(fig, Path(out))

@@ -177,6 +177,16 @@ class Dataset:
     splits: Dict[str, Split]
     non_images: int = 0
     val_from_train: bool = False
+    folder_names: Dict[str, str] = field(default_factory=dict)  # canonical label -> its class folder's own name
+
+
+def class_folder_names(folder: Path) -> Dict[str, str]:
+    """Canonical label -> the name of the class folder it was read from (alegria/: {"happy": "alegria"}); folders
+    merged into one label are joined with '/'."""
+    names: Dict[str, List[str]] = {}
+    for d in subdirs(folder):
+        names.setdefault(lbl.canonical(d.name), []).append(d.name)
+    return {label: "/".join(found) for label, found in names.items()}
 
 
 LAYOUTS = ("train/<class>/ and validation/<class>/ (val/, valid/ too; test/<class>/ optional); train/<class>/ alone "
@@ -227,7 +237,7 @@ def discover(cfg: DataConfig, seed: int, strict: bool = True) -> Dataset:
             log.warning("The %s split has no images of %s: its scores say nothing about %s.", name,
                         ", ".join(missing), "that class" if len(missing) == 1 else "those classes")
     splits = {name: _flatten(per_class, train_classes) for name, per_class in scanned.items()}
-    ds = Dataset(root, train_classes, splits, non_images)
+    ds = Dataset(root, train_classes, splits, non_images, folder_names=class_folder_names(split_dirs["train"]))
     if "validation" not in splits:
         tr, va = stratified_split(splits["train"].labels, cfg.val_fraction, seed)
         splits["validation"], splits["train"] = _subset(splits["train"], va), _subset(splits["train"], tr)

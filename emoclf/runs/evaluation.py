@@ -12,6 +12,7 @@ from emoclf.data.cache import user_cache_dir
 from emoclf.data.dataset import labelled_split, load_split
 from emoclf.runs.ensemble import ensemble_dir, load_runs, resolve_tta
 from emoclf.runs.folder import BEST_CHECKPOINT, METRICS, as_run_list, skipped_note
+from emoclf.runs.names import saved_display_names
 from emoclf.runs.scoring import Scored, score
 from emoclf.utils.files import file_digest
 
@@ -92,7 +93,7 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
              "checkpoint": str(loaded.checkpoint.resolve()), "checkpoint_sha256": file_digest(loaded.checkpoint),
              "data_root": str(Path(info["root"]).resolve()), "split": info["split"],
              "excluded_images": info["excluded"], "skipped_images": len(ev.skipped), "tta": tta_name,
-             "own_data": data is None}
+             "own_data": data is None, "display_names": saved_display_names(loaded.run_dir, loaded.class_names)}
     if loaded.members:
         extra["members"] = [str(Path(m).resolve()) for m in loaded.members]
     out_dir = evaluation_folder(parent, name, {k: extra.get(k) for k in SAME_EVALUATION})

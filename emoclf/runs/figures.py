@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from emoclf.runs.folder import CONFUSION_CSV, CONFUSION_NORMALIZED_PNG, CONFUSION_PNG, CURVES, HISTORY
 from emoclf.runs.metrics import read_confusion_csv
+from emoclf.runs.names import saved_display_names
 from emoclf.utils.plotting import heatmap, normalize_rows, pyplot, safe_plot, save_figure
 
 
@@ -45,10 +46,12 @@ def plot_curves(history_csv: Path, out: Path, title: str = "") -> Path:
 
 
 @safe_plot
-def plot_confusion(confusion_csv: Path, out: Path, normalized: bool = False, title: str = "") -> Path:
-    """Annotated confusion matrix: counts, or rows normalized to sum to 1."""
+def plot_confusion(confusion_csv: Path, out: Path, normalized: bool = False, title: str = "",
+                   shown: Optional[List[str]] = None) -> Path:
+    """Annotated confusion matrix: counts, or rows normalized to sum to 1; ``shown``: the class names to show."""
     plt = pyplot()
     names, cm = read_confusion_csv(confusion_csv)
+    names = shown if shown and len(shown) == len(names) else names
     size = max(5.0, 0.8 * len(names) + 2)
     fig, ax = plt.subplots(figsize=(size + 1, size))
     matrix = normalize_rows(cm) if normalized else cm
@@ -62,6 +65,7 @@ def plot_run(folder: Path, title: str) -> None:
     """Curves (when a history exists) and both confusion matrices of a run or evaluation folder."""
     if (folder / HISTORY).is_file():
         plot_curves(folder / HISTORY, folder / CURVES, title)
-    plot_confusion(folder / CONFUSION_CSV, folder / CONFUSION_PNG, False, f"{title}: counts")
+    shown = saved_display_names(folder, read_confusion_csv(folder / CONFUSION_CSV)[0])
+    plot_confusion(folder / CONFUSION_CSV, folder / CONFUSION_PNG, False, f"{title}: counts", shown)
     plot_confusion(folder / CONFUSION_CSV, folder / CONFUSION_NORMALIZED_PNG, True,
-                   f"{title}: rows normalized")
+                   f"{title}: rows normalized", shown)

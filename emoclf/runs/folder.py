@@ -38,7 +38,8 @@ COMPARISON_MD = "comparison.md"  # the comparison as a page
 
 log = logging.getLogger(__name__)
 # Keys that change how a run is computed, not what it computes.
-HOW_TO_RUN = {"train.device", "train.num_threads", "train.eval_batch_size", "train.compile", "output.loggers"}
+HOW_TO_RUN = {"train.device", "train.num_threads", "train.eval_batch_size", "train.compile", "output.loggers",
+              "output.class_names"}
 # Keys that may change between an interrupted run and its --resume.
 RESUMABLE_CHANGES = HOW_TO_RUN | {"train.epochs", "train.time_limit", "train.early_stopping", "train.tta"}
 

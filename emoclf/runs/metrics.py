@@ -137,7 +137,8 @@ def write_eval_files(out_dir: Path, paths: Sequence, y_true: np.ndarray, logits:
     write_predictions(out_dir / PREDICTIONS, paths, y_true, logits, class_names)
     cm = confusion(y_true, y_pred, len(class_names))
     write_confusion_csv(out_dir / CONFUSION_CSV, cm, class_names)
-    atomic_write_text(out_dir / CLASSIFICATION_REPORT, classification_report(y_true, y_pred, class_names))
+    shown = extra.get("display_names") or class_names  # output.class_names: the names a reader sees
+    atomic_write_text(out_dir / CLASSIFICATION_REPORT, classification_report(y_true, y_pred, shown))
     per_class = {}
     for i, name in enumerate(class_names):
         support = int(cm[i].sum())

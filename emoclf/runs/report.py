@@ -91,8 +91,11 @@ def metrics_table(m: Dict) -> List[str]:
 
 def _per_class(m: Dict) -> List[str]:
     lines = ["| class | images | recall |", "| --- | ---: | ---: |"]
-    for name, v in m.get("per_class", {}).items():
-        lines.append(f"| {name} | {v['support']} | {percent(v['recall'])} |")
+    per_class = m.get("per_class", {})
+    shown = m.get("display_names")
+    shown = dict(zip(per_class, shown)) if isinstance(shown, list) and len(shown) == len(per_class) else {}
+    for name, v in per_class.items():
+        lines.append(f"| {shown.get(name, name)} | {v['support']} | {percent(v['recall'])} |")
     return lines
 
 

@@ -19,6 +19,7 @@ from emoclf.runs import checkpoint as ck
 from emoclf.runs.figures import plot_run
 from emoclf.runs.folder import BEST_CHECKPOINT, REPORT, SKIPPED_FILES, epochs_done, skipped_note
 from emoclf.runs.metrics import write_eval_files
+from emoclf.runs.names import display_names
 from emoclf.runs.report import write_run_report
 from emoclf.utils.files import atomic_write_text
 from emoclf.utils.version import __version__
@@ -90,7 +91,10 @@ def finalize_run(trainer) -> Path:
              "last_epoch_share": round(s.last_share, 4),
              "stopped": s.stopped or "completed", "model": cfg.model.name, "split": "validation",
              "data_root": str(Path(trainer.dataset.root).resolve()), "num_train_images": len(trainer.train),
-             "skipped_images": skipped}
+             "skipped_images": skipped, "class_names_shown": cfg.output.class_names,
+             "display_names": display_names(trainer.class_names, trainer.dataset.folder_names,
+                                            cfg.output.class_names),
+             "dataset_class_names": {c: trainer.dataset.folder_names.get(c, c) for c in trainer.class_names}}
     title = f"{cfg.run_name} ({cfg.model.name})"
     score(trainer.raw_model, trainer.norm, trainer.val, trainer.class_names, cfg.train.eval_batch_size,
           cfg.train.tta, trainer.dtype, Scored(run_dir, title, extra, notes))
