@@ -11,7 +11,11 @@ Every case runs the real command line (``python -m emoclf``) in a child process 
 - a disk that fills up while a checkpoint is written (a file size limit makes the write fail);
 - a dataset with corrupt, truncated, empty, CMYK, 16-bit, palette, animated and huge images;
 - hostile inputs: a checkpoint whose pickle would run code, zips with ``../``, absolute paths, symlinks or a bomb,
-  YAML with object-building tags or billion-laughs aliases.
+  YAML with object-building tags or billion-laughs aliases;
+- unusual input (scripts/chaos_inputs.py): hostile values in model files, a full disk while the image cache is
+  built, non-Latin and non-UTF-8 names, ``--set`` values with `` #``, ``--overwrite`` of a folder that is not a run's,
+  two processes on one run folder, a letterbox bomb, a kill during the parallel cache build, /dev/zero, FIFOs and
+  links as input, malformed files and SIGTERM.
 
 Prints a markdown table: scenario | trials | faults injected | runs completed | results equal | files lost.
 
@@ -94,6 +98,7 @@ class Chaos:
         self.data = make_dataset(work / "data", classes=CLASSES, train_per_class=24, val_per_class=6, size=24,
                                  seed=0)
         self.ref_seconds: Dict[str, float] = {}
+        self.train_set = list(TRAIN_SET)
 
     # ----- processes
     def start(self, args: Sequence[str], cwd: Optional[Path] = None, limit_bytes: int = 0) -> subprocess.Popen:
@@ -545,6 +550,16 @@ def hostile_yaml(c: Chaos) -> Row:
     return row
 
 
+def odd_inputs():
+    """scripts/chaos_inputs.py: hostile and unusual input, one row per class of input."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("chaos_inputs", Path(__file__).with_name("chaos_inputs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def table(rows: List[Row]) -> str:
     head = ["scenario", "trials", "faults injected", "runs completed", "results equal", "files lost"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] + ["---:"] * 5) + " |"]
@@ -589,7 +604,8 @@ def run_all(c: Chaos, trials: int) -> List[Row]:
              ("bad images", lambda: rows.append(bad_images(c))),
              ("hostile checkpoint", lambda: rows.append(hostile_checkpoint(c))),
              ("hostile zip", lambda: rows.append(hostile_zips(c))),
-             ("hostile yaml", lambda: rows.append(hostile_yaml(c)))]
+             ("hostile yaml", lambda: rows.append(hostile_yaml(c))),
+             ("odd inputs", lambda: rows.extend(Row(**r) for r in odd_inputs().run(c)))]
     for name, step in steps:
         start = time.perf_counter()
         step()

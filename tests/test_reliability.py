@@ -333,3 +333,13 @@ def test_kill_9_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_pa
     for row in rows:
         assert row.ok, (row.cells(), row.notes)
     assert sum(r.faults for r in rows) >= 1
+
+
+@pytest.mark.slow
+def test_hostile_and_unusual_input_on_the_real_command_line(tmp_path):
+    c = chaos.Chaos(tmp_path, random.Random(2))
+    c.timed("train", chaos.train_args(c, "reference", tmp_path / "runs"))
+    rows = [chaos.Row(**r) for r in chaos.odd_inputs().run(c)]
+    print("\n" + chaos.table(rows))
+    for row in rows:
+        assert row.ok, (row.cells(), row.notes)
