@@ -23,7 +23,7 @@ LAYERS: List[List[str]] = [
     ["engine"],
     ["runs"],
     ["training", "inference"],
-    ["comparison"],
+    ["comparison", "search"],  # search: emoclf tune, beside compare
     ["serve"],  # emoclf serve: the web page, above inference and comparison
     ["api"],  # emoclf/__init__.py and emoclf/api.py: the public Python API
     ["cli"],

@@ -11,6 +11,7 @@ from emoclf.cli.help import describe_commands
 from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
 from emoclf.cli.serve import add_serve_parser
+from emoclf.cli.tune import add_tune_parser
 from emoclf.utils.text import json_line
 from emoclf.utils.version import __version__
 
@@ -237,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_explain_parser(sub)
     _add_export_parser(sub)
     add_serve_parser(sub)
+    add_tune_parser(sub)
 
     p = sub.add_parser("demo-data", help="write a small synthetic face dataset (to try emoclf without downloads)")
     p.add_argument("dest", help="folder to write")
@@ -306,7 +308,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     except KeyboardInterrupt:
         hint = {"download": "Nothing half-done was installed; run it again.", "inspect": "No partial report was left.",
-                "export": "No partial file was left."}.get(args.command, "A training run continues with --resume.")
+                "export": "No partial file was left.", "tune": "Run it again: the study continues."}.get(
+            args.command, "A training run continues with --resume.")
         print(f"emoclf {args.command}: interrupted. {hint}", file=sys.stderr)
         return 130
     except (RuntimeError, OSError) as exc:

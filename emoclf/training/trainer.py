@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 import torch.nn as nn
@@ -101,6 +101,7 @@ class Trainer:
     """Holds the pieces of one run and advances it epoch by epoch (one process of a torchrun job, or alone)."""
 
     trackers: Optional[Trackers] = None  # output.loggers, opened by train() once the run folder exists
+    on_epoch: Optional[Callable[[Dict], None]] = None  # called with each history row (e.g. a search's pruning)
 
     def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False):
         self.cfg, self.run_dir = cfg, cfg.run_dir
@@ -263,6 +264,8 @@ class Trainer:
             self._save(row, improved)
             if self.trackers is not None:
                 self.trackers.epoch(row)
+            if self.on_epoch is not None:
+                self.on_epoch(row)
         dd.barrier(self.dist)
         return bool(s.stopped)
 
@@ -322,14 +325,17 @@ def _until(steps, deadline: float, info: dd.DistInfo):
         yield idx
 
 
-def train(cfg: Config, resume: bool = False, overwrite: bool = False) -> Path:
-    """Train ``cfg`` into its run folder and return the folder."""
+def train(cfg: Config, resume: bool = False, overwrite: bool = False,
+          on_epoch: Optional[Callable[[Dict], None]] = None) -> Path:
+    """Train ``cfg`` into its run folder and return the folder; ``on_epoch`` is called with each epoch's history
+    row on the main process, once the epoch is saved (an exception it raises ends the run there)."""
     check_model_name(cfg.model.name)
     if resume and not overwrite and is_finished(cfg.run_dir):
         refuse_changes_to_finished(cfg)
         log.info("%s is already finished; nothing to resume.", cfg.run_dir)
         return cfg.run_dir
     trainer = Trainer(cfg, resume=resume, overwrite=overwrite)
+    trainer.on_epoch = on_epoch
     try:
         if trainer.dist.is_main:
             save_config(cfg, trainer.run_dir / CONFIG)
