@@ -1,6 +1,7 @@
 """emoclf serve: the HTTP server on a free local port, and the page in a real headless Chromium."""
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -23,7 +24,7 @@ from skimage import data as skimage_data
 from emoclf.cli.app import build_parser, main
 from emoclf.inference import face
 from emoclf.serve import service as service_module
-from emoclf.serve.server import make_server
+from emoclf.serve.server import is_loopback, make_server
 from emoclf.serve.service import Service, UploadTooLarge
 
 # Debian's packages (apt-get install chromium chromium-driver); nothing is downloaded.
@@ -168,6 +169,8 @@ def test_uploads_are_size_limited_and_kept_in_a_temporary_folder(server, runs, a
 
 
 def test_bound_to_this_machine_by_default(server, runs):
+    assert all(map(is_loopback, ["127.0.0.1", "127.0.0.2", "localhost", "::1"]))
+    assert not any(map(is_loopback, ["0.0.0.0", "192.168.1.20", "::", "example.com"]))
     args = build_parser().parse_args(["serve"])
     assert (args.host, args.port) == ("127.0.0.1", 7860)
     assert server.server_address[0] == "127.0.0.1"
@@ -176,42 +179,64 @@ def test_bound_to_this_machine_by_default(server, runs):
     assert request(server, "GET", "/", headers={"Host": "localhost:7860"})[0] == 200
 
 
-def test_the_runs_offered_are_the_best_of_the_latest_comparison_first(runs, tmp_path):
-    from emoclf.comparison.compare import compare_runs
-
-    outputs = tmp_path / "outputs"
-    for run in (runs.cnn, runs.rgb):
-        shutil.copytree(run, outputs / run.name)
-    service = Service(runs_dir=outputs, device="cpu")
-    try:
-        assert {r["id"] for r in service.runs()} == {str(outputs / "cnn"), str(outputs / "cnn_rgb")}
-        summary = compare_runs([outputs / "cnn", outputs / "cnn_rgb"], outputs / "comparison", "cpu")
-        listed = service.runs()
-        assert Path(listed[0]["id"]).resolve() == Path(summary["best"]["run_dir"]).resolve()
-        assert "best run of" in listed[0]["why"] and len(listed) == 2
-        srv = make_server(service, port=0)
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        try:
-            status, page = request(srv, "GET", "/comparison")
-            assert status == 200 and 'id="comparison"' in page and summary["best"]["run"] in page
-            assert all(name in page for name in summary["figures"]) and summary["figures"]
-            status, png = request(srv, "GET", f"/comparison/file/{summary['figures'][0]}")
-            assert status == 200 and png.startswith(b"\x89PNG")
-        finally:
-            srv.shutdown()
-            srv.server_close()
-    finally:
-        service.close()
-    empty = Service([runs.cnn], tmp_path / "none")
-    srv = make_server(empty, port=0)
+@contextlib.contextmanager
+def serving(service: Service):
+    """``service`` on a free port of 127.0.0.1 for the ``with`` block; closed after."""
+    srv = make_server(service, port=0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        status, page = request(srv, "GET", "/comparison")
-        assert status == 200 and "No comparison under" in page and "emoclf compare" in page
+        yield srv
     finally:
         srv.shutdown()
         srv.server_close()
-        empty.close()
+        service.close()
+
+
+def test_the_runs_offered_and_the_comparison_page(runs, tmp_path):
+    """Every finished run under --runs-dir, the best of the latest comparison first; its table and figures."""
+    outputs = tmp_path / "outputs"
+    for age, run in ((100, runs.rgb), (0, runs.cnn)):  # cnn the newest
+        shutil.copytree(run, outputs / run.name)
+        os.utime(outputs / run.name / "metrics.json", (1e9 - age, 1e9 - age))
+    with serving(Service(runs_dir=outputs, device="cpu")) as srv:
+        assert [r["id"] for r in srv.service.runs()] == [str(outputs / "cnn"), str(outputs / "cnn_rgb")]
+        status, page = request(srv, "GET", "/comparison")
+        assert status == 200 and "No comparison under" in page and "emoclf compare" in page
+
+        folder = outputs / "comparison"
+        folder.mkdir()
+        rows = [{"run": name, "model": "cnn", "accuracy": acc, "f1_macro": acc, "num_params": 1234}
+                for name, acc in (("cnn", 0.25), ("cnn_rgb", 0.75))]
+        (folder / "comparison.json").write_text(json.dumps({
+            "best": {"run": "cnn_rgb", "run_dir": str(outputs / "cnn_rgb"), "f1_macro": 0.75}, "runs": rows,
+            "warnings": ["a <b>warning</b>"], "figures": ["metrics.png"], "device": "cpu"}))
+        (folder / "comparison.md").write_text("# Model comparison\n")
+        Image.new("RGB", (20, 10), "red").save(folder / "metrics.png")
+        listed = srv.service.runs()
+        assert [r["id"] for r in listed] == [str(outputs / "cnn_rgb"), str(outputs / "cnn")]
+        assert "best run of" in listed[0]["why"]
+
+        status, page = request(srv, "GET", "/comparison")
+        assert status == 200 and "<tr class=best><td>cnn_rgb</td><td>cnn</td>" in page
+        assert "<td>75.00%</td>" in page and "<td>1,234</td>" in page  # formatted as in comparison.md
+        assert "a &lt;b&gt;warning&lt;/b&gt;" in page and 'src="/comparison/file/metrics.png"' in page
+        status, png = request(srv, "GET", "/comparison/file/metrics.png")
+        assert status == 200 and png.startswith(b"\x89PNG")
+        assert request(srv, "GET", "/comparison/file/comparison.md") == (200, "# Model comparison\n")
+        assert request(srv, "GET", "/comparison/file/comparison.json")[0] == 404  # only figures and the page
+        assert request(srv, "GET", "/comparison/file/%2E%2E%2Fcnn%2Fbest.pt")[0] == 404
+
+
+@pytest.mark.slow
+def test_the_comparison_page_of_a_real_comparison(runs, tmp_path):
+    from emoclf.comparison.compare import compare_runs
+
+    summary = compare_runs([runs.cnn, runs.rgb], tmp_path / "comparison", "cpu")
+    with serving(Service([runs.cnn], tmp_path, "cpu")) as srv:
+        status, page = request(srv, "GET", "/comparison")
+        assert status == 200 and f'<b id="best">{summary["best"]["run"]}</b>' in page
+        assert summary["figures"] and all(f'src="/comparison/file/{name}"' in page for name in summary["figures"])
+        assert all(request(srv, "GET", f"/comparison/file/{name}")[0] == 200 for name in summary["figures"])
 
 
 def test_serve_command_errors(runs, tmp_path, capsys):

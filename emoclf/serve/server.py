@@ -5,6 +5,7 @@ import ipaddress
 import json
 import logging
 import socket
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable, Dict, Optional
@@ -152,6 +153,14 @@ class Server(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         self.service = service
         super().__init__(address, Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that hung up is no error of the server's; anything else is logged with its traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.info("Client %s went away: %s", client_address[0], exc)
+        else:
+            log.exception("Request from %s failed", client_address[0])
 
 
 def make_server(service: Service, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> Server:

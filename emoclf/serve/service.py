@@ -122,7 +122,8 @@ class Service:
     def runs(self) -> List[Dict[str, str]]:
         """The runs to choose from, the default first: each as id (its path), name and why it is listed."""
         if self.fixed:
-            return [{"id": str(r), "name": r.name, "why": "given to emoclf serve"} for r in self.fixed]
+            return [{"id": str(r), "name": r.name if r.is_dir() else f"{r.parent.name}/{r.name}",
+                     "why": "given to emoclf serve"} for r in self.fixed]
         best, why = default_run(self.runs_dir)
         listed = [{"id": str(best), "name": best.name, "why": why}]
         seen = {best.resolve()}
