@@ -247,3 +247,18 @@ def test_the_dataset_s_own_class_names_are_shown_when_asked(tmp_path, monkeypatc
     monkeypatch.setattr(figures, "heatmap", lambda ax, m, names, *a: drawn.append(names) or real(ax, m, names, *a))
     figures.plot_run(run, "again")
     assert drawn and all(names[0] == shown for names in drawn)  # the confusion matrices too
+
+
+def test_inspect_figures_show_the_dataset_s_own_class_names(tmp_path, monkeypatch):
+    import emoclf.data.inspect_figures as figures
+    from emoclf.data.inspect import inspect_dataset
+    from emoclf.data.synthetic import SPANISH
+
+    drawn = {}
+    real = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out: drawn.setdefault(Path(out).name, [
+        t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + [ax.yaxis.label]]) and real(fig, out))
+    data = make_dataset(tmp_path / "d", classes=("happy", "sad"), train_per_class=4, val_per_class=2, size=16,
+                        names=SPANISH)
+    inspect_dataset(str(data), out=str(tmp_path / "inspect"))
+    assert "alegria (happy)" in drawn["class_distribution.png"] and "tristeza (sad)" in drawn["samples.png"]
