@@ -22,6 +22,9 @@ LOGGERS = ("csv", "tensorboard", "mlflow")  # output.loggers; csv (history.csv) 
 CLASS_NAME_MODES = ("canonical", "dataset", "both")  # output.class_names: happy, alegria, alegria (happy)
 
 
+MAX_TEXT_VALUE = 4096  # characters of one text value (a path or a name): PATH_MAX on Linux
+
+
 def setting(default: Any, doc: str, *, low: Optional[float] = None, high: Optional[float] = None,
             low_open: bool = False, high_open: bool = False, choices: Optional[Sequence[str]] = None) -> Any:
     """A config field with its documentation and the values it allows, written once.
@@ -211,6 +214,9 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
             return number
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            if len(str(value)) > MAX_TEXT_VALUE:
+                raise ValueError(f"{where} is {len(str(value))} characters long (limit {MAX_TEXT_VALUE}: a path or "
+                                 f"a name); got {_show(value)}.")
             return str(value)
     elif origin in (list, List):
         if isinstance(value, str):

@@ -492,3 +492,23 @@ def test_sigterm_ends_a_command_with_a_message(capsys, monkeypatch):
     code, _, err = _cli(["models"], capsys)
     assert code == 143 and "stopped by SIGTERM" in err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_huge_value_in_a_config_is_refused_with_a_short_message(tmp_path, capsys):
+    for key in ("data: {root: ", "model: {name: ", "output: {dir: "):
+        (tmp_path / "big.yaml").write_text(key + "x" * 200_000 + "}\n")
+        code, _, err = _cli(["train", "-c", tmp_path / "big.yaml"], capsys)
+        assert code == 2 and "200000 characters long" in err and len(err) < 1000
+
+
+def test_a_validation_split_without_a_training_class_is_warned_about(tmp_path, caplog):
+    root = make_dataset(tmp_path / "d", classes=("angry", "happy", "sad"), train_per_class=3, val_per_class=2, size=16)
+    shutil.rmtree(root / "validation" / "sad")
+    ds = data_mod.discover(fast_config(root, tmp_path).data, 0)
+    assert ds.class_names == ["angry", "happy", "sad"]
+    assert "The validation split has no images of sad" in caplog.text
+
+
+def test_demo_data_refuses_an_empty_set(tmp_path, capsys):
+    code, _, err = _cli(["demo-data", tmp_path / "demo", "--per-class", "0"], capsys)
+    assert code == 2 and "--per-class must be at least 1" in err and not (tmp_path / "demo").exists()

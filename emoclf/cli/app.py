@@ -12,7 +12,7 @@ from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, 
 from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
 from emoclf.cli.serve import add_serve_parser
 from emoclf.cli.tune import add_tune_parser
-from emoclf.utils.text import json_line
+from emoclf.utils.text import json_line, show
 from emoclf.utils.version import __version__
 
 log = logging.getLogger("emoclf")
@@ -260,6 +260,9 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
+MAX_MESSAGE = 2000  # characters of an error message: a huge value in a file must not flood the terminal
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (a scheduler's stop, `kill`): ended like Ctrl-C, with a message, temporary files removed."""
 
@@ -304,7 +307,7 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"unless --no-install).", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        print(f"emoclf {args.command}: error: {exc}", file=sys.stderr)
+        print(f"emoclf {args.command}: error: {show(exc, False, MAX_MESSAGE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = {"download": "Nothing half-done was installed; run it again.", "inspect": "No partial report was left.",
@@ -313,7 +316,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"emoclf {args.command}: interrupted. {hint}", file=sys.stderr)
         return 130
     except (RuntimeError, OSError) as exc:
-        print(f"emoclf {args.command}: failed: {exc}", file=sys.stderr)
+        print(f"emoclf {args.command}: failed: {show(exc, False, MAX_MESSAGE)}", file=sys.stderr)
         return 1
     finally:
         if previous is not None:
