@@ -262,3 +262,31 @@ def test_inspect_figures_show_the_dataset_s_own_class_names(tmp_path, monkeypatc
                         names=SPANISH)
     inspect_dataset(str(data), out=str(tmp_path / "inspect"))
     assert "alegria (happy)" in drawn["class_distribution.png"] and "tristeza (sad)" in drawn["samples.png"]
+
+
+def test_the_photo_keeps_its_size_beside_five_faces(tmp_path, monkeypatch):
+    import types
+
+    import numpy as np
+    from PIL import Image
+
+    import emoclf.inference.figures as figures
+
+    scores = {"happy": 0.7, "sad": 0.3}
+    faces = [{"box": [10 + 60 * i, 20, 50, 50], "crop": [5 + 60 * i, 15, 60, 60], "label": "happy", "score": 0.7,
+              "scores": scores} for i in range(5)]
+    record = {"image": "group.jpg", "run": "outputs/cnn", "faces": faces, "haar": True, "label": "happy",
+              "score": 0.7, "scores": scores}
+    pred = types.SimpleNamespace(record=record, original=Image.new("RGB", (600, 400)),
+                                 crops=[Image.new("RGB", (60, 60))] * 5, inputs=np.zeros((5, 1, 48, 48), np.uint8))
+    shares = []
+    real = figures.save_figure
+
+    def measure(fig, out):
+        fig.canvas.draw()
+        shares.append(fig.axes[0].get_window_extent().height / fig.bbox.height)
+        return real(fig, out)
+
+    monkeypatch.setattr(figures, "save_figure", measure)
+    assert figures.plot_prediction(pred, list(scores), tmp_path / "group_pred.png") is not None
+    assert shares[0] > 0.6  # the photo fills most of the figure's height, not a thumbnail in a tall column

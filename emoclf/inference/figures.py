@@ -62,8 +62,11 @@ def plot_prediction(pred, class_names: List[str], out: Path) -> Path:
     rec = pred.record
     items = rec["faces"] or [rec]
     cols = 4 if pred.crops else 3
-    ratios = [2.0] + [1.0] * (cols - 2) + [1.4]
-    fig = plt.figure(figsize=(2.7 * sum(ratios), max(3.2, 2.6 * len(items) + 0.4)))
+    height = max(3.2, 2.6 * len(items) + 0.4)
+    # the photo spans every face row: its column widens with them, so that five faces do not shrink it to a thumbnail
+    aspect = pred.original.width / max(pred.original.height, 1)
+    ratios = [min(max(2.0, 0.9 * aspect * height / 2.7), 8.0)] + [1.0] * (cols - 2) + [1.4]
+    fig = plt.figure(figsize=(2.7 * sum(ratios), height))
     grid = fig.add_gridspec(len(items), cols, width_ratios=ratios)
     show_original(fig.add_subplot(grid[:, 0]), pred.original, rec)
     for row, item in enumerate(items):
