@@ -224,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a finished run (or an ensemble of runs) on its validation data or "
                        "any labelled folder")
     p.add_argument("run", nargs="+", metavar="RUN", help="run folder (outputs/NAME) or checkpoint file; several: "
-                   "an ensemble that averages their probabilities (same classes and input size)")
+                   "an ensemble that averages their probabilities (same classes; each run reads its own input "
+                   "size and colour mode)")
     p.add_argument("--data", help="labelled dataset folder (default: the run's own data)")
     p.add_argument("--split", help="split to score: validation, test or train (default: validation, else test)")
     add_tta(p, "the run's train.tta, as it scored itself (in an ensemble, each run its own)")
