@@ -512,3 +512,19 @@ def test_a_validation_split_without_a_training_class_is_warned_about(tmp_path, c
 def test_demo_data_refuses_an_empty_set(tmp_path, capsys):
     code, _, err = _cli(["demo-data", tmp_path / "demo", "--per-class", "0"], capsys)
     assert code == 2 and "--per-class must be at least 1" in err and not (tmp_path / "demo").exists()
+
+
+def test_predict_refuses_an_out_that_cannot_be_written_before_scoring(tiny_checkpoint, face_png, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        code, _, err = _cli(["predict", face_png, "--run", tiny_checkpoint, "--out", out], capsys)
+        assert code == 2 and "--out" in err and "file" in err
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root may write anyway
+            code, _, err = _cli(["predict", face_png, "--run", tiny_checkpoint, "--out", locked / "x"], capsys)
+            assert code == 2 and "not writable" in err
+    finally:
+        locked.chmod(0o700)

@@ -239,8 +239,11 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Pa
                    emit: Callable[[Dict], None] = lambda r: None) -> Summary:
     """Predict every image of ``inputs``; unreadable images are warned about and skipped."""
     from emoclf.inference.figures import plot_prediction
+    from emoclf.utils.files import check_writable_folder
 
     files, any_folder, truth = find_labelled_images(inputs)
+    if out is not None:
+        check_writable_folder(Path(out))  # before the first image is scored, not after the last
     figures = figures and out is not None
     summary, used = Summary([], [], [], None), set()
     for path in files:

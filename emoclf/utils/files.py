@@ -198,3 +198,19 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(obj, dict):
         raise ValueError(f"Checkpoint {path} holds a {type(obj).__name__}, not a state dict.")
     return obj
+
+
+def check_writable_folder(folder: Path, option: str = "--out") -> None:
+    """Refuse, before any work, an output folder that is a file or cannot be written (the folder itself when it
+    exists, else its nearest existing parent); nothing is created here."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{option} {folder} is a file; give a folder (it is made when missing).")
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"{option} {folder}: {probe} is a file, so the folder cannot be made; choose another "
+                         f"{option}.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {folder}: {probe} is not writable by this user; choose another {option}.")
