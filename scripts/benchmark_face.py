@@ -1,19 +1,27 @@
 #!/usr/bin/env python
-"""Haar face detection: time per 640x480 photo against faces found and false faces, per detector setting.
+"""Face detectors (--face haar, --face mtcnn) and their settings: faces found, false faces, time per 640x480 photo.
 
-For each setting (cascade, --scale-factor, --min-neighbors, --detect-size, --min-face) it prints the median
-detection time on a 640x480 photo with one face (scikit-image's astronaut, face about 95 px), whether that face
-and a small one (about 48 px) are found, in how many of 66 photos with her face at 31-97 px in 3 places it is
-found, in how many of 6 photos with a second, smaller copy of her both faces are found, the false faces on 13
-scikit-image photos without a human face, and
-with --data DIR (a folder with validation/<class>/ face crops such as FER2013) the share of faces found in
-generated 640x480 scenes with one to three pasted faces of 50-220 px on a textured background.
+Real photos: the faces shipped inside pip wheels (scikit-image's astronaut and cameraman, matplotlib's Grace
+Hopper), each alone at 22 sizes and 3 places (66 photos), turned by -30 to 30 degrees (26 photos), and put
+together in 640x480 group photos of 2-4 faces at 60-160 px, some turned (40 photos); 13 scikit-image photos
+without a human face count false faces. With --data DIR (validation/<class>/ face crops such as FER2013) also
+generated 640x480 scenes with one to three pasted faces of 50-220 px.
 
     python scripts/benchmark_face.py --data data/fer2013 --scenes 150
+
+--framing measures where MTCNN's landmarks sit in the training faces of --data (the crop framing of
+emoclf.inference.align.Framing); --write-photos DIR writes labelled photos (the --data validation faces pasted
+into 640x480 scenes, DIR/photos/<class>/) and the same faces as crops (DIR/crops/<class>/), to score a run through
+each face crop:
+
+    python scripts/benchmark_face.py --data data/fer2013 --write-photos /tmp/pasted --count 700
+    emoclf evaluate RUN --data /tmp/pasted/crops
+    emoclf evaluate RUN --data /tmp/pasted/photos --face none,haar,mtcnn
 """
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import sys
@@ -25,62 +33,79 @@ from PIL import Image, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from emoclf.inference.face import FaceDetector
+from emoclf.inference.face import make_detector
 
-# (cascade, scale factor, min neighbours, detect size, min face); the first is emoclf's default, the second and
-# third the earlier ones.
-SETTINGS = [("alt", 1.2, 3, 320, 48), ("alt", 1.2, 3, 320, 0), ("default", 1.1, 6, 320, 0), ("alt", 1.15, 3, 320, 48),
-            ("alt", 1.15, 3, 320, 0), ("alt", 1.1, 4, 320, 0), ("alt", 1.2, 3, 320, 56), ("alt", 1.2, 3, 256, 0),
-            ("alt", 1.2, 2, 320, 48), ("alt2", 1.2, 2, 320, 48), ("alt2", 1.2, 3, 320, 48),
-            ("default", 1.2, 4, 320, 48),
-            ("default", 1.1, 6, 320, 48)]
+# (detector, options); the first of each is emoclf's default.
+SETTINGS = [("haar", {}), ("haar", {"min_face": 0}), ("haar", {"scale_factor": 1.15, "min_face": 0}),
+            ("haar", {"cascade": "alt2", "min_neighbors": 2}), ("haar", {"detect_size": 640, "min_face": 0}),
+            ("mtcnn", {}), ("mtcnn", {"detect_size": 320}), ("mtcnn", {"min_face": 24}),
+            ("mtcnn", {"thresholds": (0.6, 0.7, 0.7)}), ("mtcnn", {"scale_step": 0.8})]
 NO_FACE = ("chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "brick", "grass", "gravel",
            "page", "text", "horse", "coins", "moon")
 
 
-def photos():
-    """The astronaut at two face sizes on a 640x480 grey canvas, and the photos without a human face."""
+def real_faces():
+    """Photos of one person shipped in wheels, and each face's box [x, y, w, h] there (measured by eye)."""
+    import matplotlib
     from skimage import data
 
-    astro = Image.fromarray(data.astronaut())
-    big = Image.new("RGB", (640, 480), (120, 120, 120))
-    big.paste(astro.resize((480, 480)), (80, 0))
-    small = Image.new("RGB", (640, 480), (120, 120, 120))
-    small.paste(astro.resize((240, 240)), (300, 200))
-    no_face = [Image.fromarray(getattr(data, n)()).convert("RGB").resize((640, 480)) for n in NO_FACE]
-    return big, small, no_face
+    hopper = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg").convert("RGB")
+    return [(Image.fromarray(data.astronaut()), (175, 62, 100, 110)),
+            (Image.fromarray(data.camera()).convert("RGB"), (195, 112, 62, 85)),
+            (hopper, (165, 105, 195, 225))]
 
 
-def size_sweep():
-    """The astronaut photo pasted at 22 sizes (face 31-97 px) and 3 places on a 640x480 canvas."""
-    from skimage import data
+def _canvas(seed: int) -> Image.Image:
+    noise = (np.random.RandomState(seed).rand(48, 64) * 255).astype(np.uint8)
+    return Image.fromarray(noise).resize((640, 480), Image.BICUBIC).filter(ImageFilter.GaussianBlur(3)).convert("RGB")
 
-    astro = Image.fromarray(data.astronaut())
-    out = []
-    for side in range(160, 500, 16):
-        for x, y in ((10, 10), (300, 160), (150, 100)):
-            canvas = Image.new("RGB", (640, 480), (120, 120, 120))
-            canvas.paste(astro.resize((side, side)), (min(x, 640 - side), min(y, 480 - side)))
-            out.append(canvas)
+
+def _place(canvas: Image.Image, photo: Image.Image, box, face_px: int, x: int, y: int, turn: float = 0.0):
+    """Paste a head-and-shoulders cut of ``photo`` so that its face is ``face_px`` wide at (x, y); its face box."""
+    fx, fy, fw, fh = box
+    k = face_px / fw
+    left, top = max(0, fx - fw // 2), max(0, fy - fh // 2)
+    cut = photo.crop((left, top, min(photo.width, fx + fw + fw // 2), min(photo.height, fy + fh + fh // 2)))
+    cut = cut.resize((max(1, round(cut.width * k)), max(1, round(cut.height * k))), Image.BILINEAR)
+    if turn:
+        cut = cut.rotate(turn, resample=Image.BILINEAR, expand=False, fillcolor=(120, 120, 120))
+    canvas.paste(cut, (x, y))
+    return (x + round((fx - left) * k), y + round((fy - top) * k), round(fw * k), round(fh * k))
+
+
+def single_faces():
+    """Each real face alone at 22 sizes (40-124 px) and 3 places, then turned by -30..30 degrees."""
+    alone, turned = [], []
+    for i, (photo, box) in enumerate(real_faces()):
+        for j, px in enumerate(range(40, 128, 4)):
+            for x, y in ((10, 10), (300, 160), (150, 100)):
+                c = _canvas(i * 100 + j)
+                alone.append((c, [_place(c, photo, box, px, min(x, 640 - 2 * px), min(y, 480 - 2 * px))]))
+        for turn in range(-30, 31, 7):
+            c = _canvas(i * 1000 + 500 + turn)
+            turned.append((c, [_place(c, photo, box, 100, 200, 100, turn)]))
+    return alone[:66], turned[:26]
+
+
+def group_photos(count: int = 40, seed: int = 0):
+    """640x480 photos of 2-4 of the real faces at 60-160 px, side by side, some turned up to 25 degrees."""
+    rng, faces, out = random.Random(seed), real_faces(), []
+    for s in range(count):
+        c, boxes, x = _canvas(5000 + s), [], 5
+        for _ in range(rng.choice([2, 3, 3, 4])):
+            photo, box = rng.choice(faces)
+            px = rng.randint(60, 160 if len(boxes) < 2 else 100)
+            if x + 2 * px > 640:
+                break
+            boxes.append(_place(c, photo, box, px, x, rng.randint(0, 480 - 2 * px),
+                                rng.choice([0, 0, -25, -12, 12, 25])))
+            x += 2 * px + 5
+        out.append((c, boxes))
     return out
 
 
-def pairs():
-    """The 512 px astronaut beside a smaller copy of herself (340-440 px, so a second face of 66-86 px)."""
-    from skimage import data
-
-    astro = Image.fromarray(data.astronaut())
-    out = []
-    for side in range(340, 441, 20):
-        canvas = Image.new("RGB", (512 + side, 512), (128, 128, 128))
-        canvas.paste(astro.resize((side, side)), (0, 512 - side))
-        canvas.paste(astro, (side, 0))
-        out.append(canvas)
-    return out
-
-
-def scenes(root: Path, count: int, seed: int = 0):
-    """Generated 640x480 scenes with pasted face crops, and each face's square box."""
+def scenes(root: Path, count: int, seed: int = 0, labelled: bool = False):
+    """Generated 640x480 scenes with pasted face crops of root/validation, each face's box (and its file)."""
     rng = random.Random(seed)
     files = sorted(p for p in (root / "validation").glob("*/*") if p.is_file())
     if not files:
@@ -88,19 +113,18 @@ def scenes(root: Path, count: int, seed: int = 0):
     rng.shuffle(files)
     out, k = [], 0
     for s in range(count):
-        noise = (np.random.RandomState(s).rand(48, 64) * 255).astype(np.uint8)
-        canvas = Image.fromarray(noise).resize((640, 480), Image.BICUBIC).filter(ImageFilter.GaussianBlur(3))
-        canvas, boxes = canvas.convert("RGB"), []
-        for _ in range(rng.choice([1, 1, 2, 3])):
+        canvas, boxes, used = _canvas(s), [], []
+        for _ in range(1 if labelled else rng.choice([1, 1, 2, 3])):
             for _ in range(50):
-                side = rng.randint(50, 220)
+                side = rng.randint(110, 220) if labelled else rng.randint(50, 220)
                 x, y = rng.randint(0, 640 - side), rng.randint(0, 480 - side)
                 if all(x + side < bx or bx + bs < x or y + side < by or by + bs < y for bx, by, bs in boxes):
                     canvas.paste(Image.open(files[k % len(files)]).convert("RGB").resize((side, side)), (x, y))
                     boxes.append((x, y, side))
+                    used.append(files[k % len(files)])
                     k += 1
                     break
-        out.append((canvas, [(x, y, s, s) for x, y, s in boxes]))
+        out.append((canvas, [(x, y, s, s) for x, y, s in boxes], used))
     return out
 
 
@@ -111,7 +135,21 @@ def iou(a, b) -> float:
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-def median_ms(det: FaceDetector, img, repeats: int) -> float:
+def count(det, photos):
+    """(faces found, faces there, false faces, median ms) of a detector on photos with known face boxes."""
+    hits = there = wrong = 0
+    times = []
+    for canvas, boxes, *_ in photos:
+        start = time.perf_counter()
+        found = det.detect(canvas)
+        times.append(time.perf_counter() - start)
+        hits += sum(any(iou(b, f) > 0.3 for f in found) for b in boxes)
+        wrong += sum(not any(iou(b, f) > 0.3 for b in boxes) for f in found)
+        there += len(boxes)
+    return hits, there, wrong, 1000 * statistics.median(times)
+
+
+def median_ms(det, img, repeats: int) -> float:
     det.detect(img)
     times = []
     for _ in range(repeats):
@@ -121,43 +159,86 @@ def median_ms(det: FaceDetector, img, repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
+def benchmark(args) -> None:
+    from skimage import data
+
+    no_face = [Image.fromarray(getattr(data, n)()).convert("RGB").resize((640, 480)) for n in NO_FACE]
+    alone, turned = single_faces()
+    groups = group_photos()
+    gen = scenes(args.data, args.scenes) if args.data else []
+    photo = alone[len(alone) // 2][0]
+    sets = [("alone", alone), ("turned", turned), ("groups", groups)] + ([("scenes", gen)] if gen else [])
+    head = ["detector", "options", "ms, 640x480 photo"] + \
+        [f"{n}: found of {sum(len(b) for _, b, *_ in s)}" for n, s in sets] + \
+        ["false faces in those", f"false faces on {len(no_face)} photos without people"]
+    print("| " + " | ".join(head) + " |")
+    print("| --- " * len(head) + "|")
+    for name, opts in SETTINGS:
+        det = make_detector(name, **opts)
+        cells = [name, ", ".join(f"{k}={v}" for k, v in opts.items()) or "defaults",
+                 f"{median_ms(det, photo, args.repeats):.1f}"]
+        wrong = 0
+        for _, s in sets:
+            hits, there, w, _ = count(det, s)
+            cells.append(f"{hits} ({hits / there:.0%})")
+            wrong += w
+        cells += [str(wrong), str(sum(len(det.detect(im)) for im in no_face))]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def framing(root: Path, count_: int) -> None:
+    """Median place of MTCNN's landmarks in the training faces: the eye centre and the eyes-to-mouth distance."""
+    files = sorted(p for p in (root / "validation").glob("*/*") if p.is_file())
+    random.Random(0).shuffle(files)
+    det = make_detector("mtcnn")
+    ex, ey, em = [], [], []
+    for f in files[:count_]:
+        face = Image.open(f).convert("RGB").resize((192, 192), Image.BICUBIC)
+        canvas = Image.new("RGB", (384, 384), (128, 128, 128))
+        canvas.paste(face, (96, 96))
+        found = det.detect_faces(canvas)
+        if not found:
+            continue
+        m = found[0].landmarks
+        e = ((m[0][0] + m[1][0]) / 2, (m[0][1] + m[1][1]) / 2)
+        mouth = ((m[3][0] + m[4][0]) / 2, (m[3][1] + m[4][1]) / 2)
+        ex.append((e[0] - 96) / 192)
+        ey.append((e[1] - 96) / 192)
+        em.append(math.hypot(mouth[0] - e[0], mouth[1] - e[1]) / 192)
+    print(f"landmarks found in {len(ex)} of {min(count_, len(files))} faces of {root}/validation")
+    for name, v in (("eye_x", ex), ("eye_y", ey), ("eye_mouth", em)):
+        q1, q3 = np.percentile(v, [25, 75])
+        print(f"{name}: median {np.median(v):.3f} (quartiles {q1:.3f}-{q3:.3f})")
+
+
+def write_photos(root: Path, out: Path, count_: int) -> None:
+    """Labelled photos (one pasted face of 110-220 px per 640x480 scene) and the same faces as crops."""
+    for canvas, _, used in scenes(root, count_, seed=1, labelled=True):
+        src = used[0]
+        for kind, img in (("photos", canvas), ("crops", Image.open(src))):
+            folder = out / kind / src.parent.name
+            folder.mkdir(parents=True, exist_ok=True)
+            img.save(folder / f"{src.stem}.png")
+    print(f"{count_} labelled photos in {out / 'photos'}, their faces in {out / 'crops'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, help="dataset with validation/<class>/ face crops for the scene test")
     ap.add_argument("--scenes", type=int, default=150, help="generated scenes (default 150)")
     ap.add_argument("--repeats", type=int, default=15, help="timed calls per photo (default 15)")
+    ap.add_argument("--framing", action="store_true", help="measure the training faces' framing (needs --data)")
+    ap.add_argument("--write-photos", type=Path, metavar="DIR", help="write labelled photos and crops (needs --data)")
+    ap.add_argument("--count", type=int, default=700, help="faces for --framing and --write-photos (default 700)")
     args = ap.parse_args()
-    big, small, no_face = photos()
-    sweep, two = size_sweep(), pairs()
-    gen = scenes(args.data, args.scenes) if args.data else []
-    faces = sum(len(b) for _, b in gen)
-    print("| cascade | scale factor | min neighbours | detect size | min face | ms, 640x480 photo | face found | "
-          f"small face found | ms, photos without faces | false faces on {len(no_face)} | "
-          f"found of {len(sweep)} sizes and places | both faces found of {len(two)} pairs | " +
-          (f"faces found in {len(gen)} scenes ({faces} faces) | false faces in scenes | ms per scene |"
-           if gen else ""))
-    print("| --- " * (12 + 3 * bool(gen)) + "|")
-    for cascade, sf, mn, size, min_face in SETTINGS:
-        det = FaceDetector(sf, mn, size, cascade, min_face)
-        t_big = median_ms(det, big, args.repeats)
-        found_big = len(det.detect(big)) == 1
-        found_small = len(det.detect(small)) == 1
-        t_none = statistics.median(median_ms(det, im, max(3, args.repeats // 3)) for im in no_face)
-        false = sum(len(det.detect(im)) for im in no_face)
-        row = f"| {cascade} | {sf} | {mn} | {size} | {min_face} | {t_big:.1f} | {'yes' if found_big else 'no'} | " \
-              f"{'yes' if found_small else 'no'} | {t_none:.1f} | {false} | " \
-              f"{sum(len(det.detect(im)) == 1 for im in sweep)} | {sum(len(det.detect(im)) == 2 for im in two)} |"
-        if gen:
-            hits = wrong = 0
-            times = []
-            for canvas, boxes in gen:
-                start = time.perf_counter()
-                found = det.detect(canvas)
-                times.append(time.perf_counter() - start)
-                hits += sum(any(iou(b, f) > 0.3 for f in found) for b in boxes)
-                wrong += sum(not any(iou(b, f) > 0.3 for b in boxes) for f in found)
-            row += f" {hits / faces:.1%} | {wrong} | {1000 * statistics.median(times):.1f} |"
-        print(row, flush=True)
+    if (args.framing or args.write_photos) and not args.data:
+        raise SystemExit("--framing and --write-photos need --data DIR (a folder with validation/<class>/ faces).")
+    if args.framing:
+        framing(args.data, args.count)
+    elif args.write_photos:
+        write_photos(args.data, args.write_photos, args.count)
+    else:
+        benchmark(args)
 
 
 if __name__ == "__main__":

@@ -125,3 +125,14 @@ def test_haar_options_with_mtcnn_are_said_to_do_nothing(runs, my_photos, capsys,
     assert main(["predict", str(photo), "--run", str(runs.cnn), "--face", "mtcnn", "--json", "--no-figure",
                  "--cascade", "alt2"]) == 0
     assert "--cascade do nothing with --face mtcnn" in caplog.text
+
+
+def test_a_bare_face_option_picks_the_measured_default():
+    from emoclf.cli.app import build_parser
+    from emoclf.inference.face import DEFAULT_FACE, FACE_NAMES
+
+    parser = build_parser()
+    assert parser.parse_args(["predict", "photo.jpg", "--face"]).face == DEFAULT_FACE == "mtcnn"
+    assert parser.parse_args(["explain", "photo.jpg", "--face", "haar"]).face == "haar"
+    assert parser.parse_args(["evaluate", "run", "--face"]).face == ",".join(FACE_NAMES)
+    assert parser.parse_args(["predict", "photo.jpg"]).face is None

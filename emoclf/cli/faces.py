@@ -17,15 +17,17 @@ MARGIN = 0.2
 def add_face_args(p: argparse.ArgumentParser, several: bool = False) -> None:
     """--face (several names separated by commas when ``several``), --haar, the detectors' settings, --margin and
     --align."""
-    from emoclf.inference.face import FACE_NAMES
+    from emoclf.inference.face import DEFAULT_FACE, FACE_NAMES
 
     names = ", ".join(FACE_NAMES)
     if several:
-        p.add_argument("--face", metavar="NAMES", help=f"score the photos through each face crop of NAMES, "
-                       f"separated by commas ({names}; none: the whole photo), side by side, e.g. none,haar,mtcnn")
+        p.add_argument("--face", nargs="?", const=",".join(FACE_NAMES), metavar="NAMES", help=f"score the photos "
+                       f"through each face crop of NAMES, separated by commas ({names}; none: the whole photo), side "
+                       f"by side; --face alone: all of them")
     else:
-        p.add_argument("--face", choices=FACE_NAMES, help=f"detect faces and score each one: {names} (default: none, "
-                       "the whole image; mtcnn finds turned and tilted faces and their landmarks)")
+        p.add_argument("--face", nargs="?", const=DEFAULT_FACE, choices=FACE_NAMES, help=f"detect faces and score "
+                       f"each one: {names} (without --face: none, the whole image; --face alone: {DEFAULT_FACE}, which "
+                       f"finds turned and tilted faces and their landmarks)")
     p.add_argument("--haar", action="store_true", help="short for --face haar (OpenCV's Haar cascade)")
     p.add_argument("--scale-factor", type=float, help="Haar image pyramid step, > 1; smaller finds more faces, "
                    "slower (default 1.2)")

@@ -142,6 +142,9 @@ def crop(img: Image.Image, box: Box) -> Image.Image:
 
 # The face options of predict, evaluate, explain, video and webcam ("none": the whole image is the face).
 FACE_NAMES = ("none", "haar", "mtcnn")
+# The detector of a bare --face: MTCNN found every face of the real photos of scripts/benchmark_face.py (alone, turned
+# and in groups; Haar 74%, 38% and 43%) with no false face on photos without people (docs/predict.md).
+DEFAULT_FACE = "mtcnn"
 
 
 def make_detector(name: str, **options):
