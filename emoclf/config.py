@@ -22,6 +22,26 @@ LOGGERS = ("csv", "tensorboard", "mlflow")  # output.loggers; csv (history.csv) 
 CLASS_NAME_MODES = ("canonical", "dataset", "both")  # output.class_names: happy, alegria, alegria (happy)
 
 
+def crop_offsets(size: int, crop: int) -> List[tuple]:
+    """(top, left) of the centre crop, then the 4 corners, of ``crop`` x ``crop`` crops of a ``size`` image (the
+    centre rounded as torchvision's CenterCrop): the views of tencrop at a crop size, and the centre alone for none."""
+    centre, far = int(round((size - crop) / 2.0)), size - crop
+    return [(centre, centre), (0, 0), (0, far), (far, 0), (far, far)]
+
+
+def preprocessing_crop(prep: dict, where: str = "the checkpoint") -> int:
+    """The crop side a model reads (``augment.crop``) from a checkpoint's or export's preprocessing; 0: the whole
+    image (files written before crops existed carry no key)."""
+    crop, size = prep.get("crop", 0) or 0, prep.get("image_size")
+    if not isinstance(crop, int) or isinstance(crop, bool) or crop < 0 or (isinstance(size, int) and crop >= size):
+        raise ValueError(f"{where}: preprocessing.crop must be 0 or a whole number of pixels below image_size "
+                         f"({size}); got {_show(crop)}. The file is damaged or was not written by emoclf.")
+    return crop
+
+
+MAX_TEXT_VALUE = 4096  # characters of one text value (a path or a name): PATH_MAX on Linux
+
+
 MAX_TEXT_VALUE = 4096  # characters of one text value (a path or a name): PATH_MAX on Linux
 
 
@@ -66,6 +86,13 @@ class AugmentConfig:
     brightness: float = setting(0.2, "brightness jitter factor in [1-b, 1+b]", low=0, high=1)
     contrast: float = setting(0.2, "contrast jitter factor in [1-c, 1+c]", low=0, high=1)
     erasing: float = setting(0.25, "probability of random erasing of one rectangle", low=0, high=1)
+    crop: int = setting(0, "pixels, side of random training crops of the data.image_size image (e.g. 40 of 48); the "
+                        "model then reads this size: the centre crop when scored, the 4 corners and centre with their "
+                        "flips for tencrop; 0: off", low=0, high=1024)
+    mixup: float = setting(0.0, "alpha of batch mixup: images and targets blended with a Beta(alpha, alpha) share; "
+                           "0: off (e.g. 0.2)", low=0, high=10)
+    cutmix: float = setting(0.0, "alpha of batch CutMix: a box from another image, targets mixed by its area; 0: off "
+                            "(e.g. 1.0); with mixup too, each batch takes one of the two at random", low=0, high=10)
 
 
 @dataclass
@@ -94,9 +121,9 @@ class TrainConfig:
     epochs: int = setting(15, "passes over the training set", low=1, high=10000)
     batch_size: int = setting(64, "images per step, per process under torchrun", low=1, high=65536)
     lr: float = setting(1e-3, "peak learning rate", low=0, high=10, low_open=True)
-    optimizer: str = setting("adamw", "the optimizer (sgd uses Nesterov momentum when momentum > 0)",
-                             choices=("adam", "adamw", "sgd"))
+    optimizer: str = setting("adamw", "the optimizer", choices=("adam", "adamw", "sgd"))
     momentum: float = setting(0.9, "sgd momentum", low=0, high=1)
+    nesterov: bool = setting(True, "sgd: Nesterov momentum (when momentum > 0)")
     weight_decay: float = setting(1e-4, "decoupled for adamw, L2 for adam and sgd", low=0)
     scheduler: str = setting("cosine", "learning-rate schedule after the warm-up",
                              choices=("cosine", "step", "plateau", "none"))
@@ -121,6 +148,13 @@ class TrainConfig:
     eval_batch_size: int = setting(256, "images per evaluation step", low=1, high=65536)
     tta: str = setting("none", "test-time augmentation of the final scoring (tencrop: 5 crops and their flips)",
                        choices=TTA_MODES)
+    ema: float = setting(0.0, "decay of an exponential moving average of the weights and BatchNorm buffers, updated "
+                         "every step and used for validation, best.pt and export; 0: off (e.g. 0.999)", low=0, high=1,
+                         high_open=True)
+    swa_epochs: int = setting(0, "stochastic weight averaging: the weights after each of the last N epochs averaged, "
+                              "BatchNorm statistics refreshed on the training images, and scored; 0: off", low=0)
+    swa_lr: float = setting(0.0, "learning rate held during the SWA epochs, reached by the schedule at their start; "
+                            "0: the schedule as it is", low=0, high=10)
 
 
 @dataclass
@@ -157,6 +191,11 @@ class Config:
     def run_dir(self) -> Path:
         """Path of the run folder."""
         return Path(self.output.dir) / self.run_name
+
+    @property
+    def input_size(self) -> int:
+        """Side of the model's input: the crop size when training crops, else the image size."""
+        return self.augment.crop or self.data.image_size
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "seed"}
@@ -303,6 +342,22 @@ def check_class_names(names: Any, where: str) -> List[str]:
     return list(names)
 
 
+def _check_averaging(cfg: Config) -> None:
+    """Crops smaller than the image; one way of averaging weights; SWA epochs inside the run."""
+    a, t = cfg.augment, cfg.train
+    if a.crop and a.crop >= cfg.data.image_size:
+        raise ValueError(f"augment.crop={a.crop} must be smaller than data.image_size={cfg.data.image_size} (crops "
+                         f"are cut from the stored image); lower it or set augment.crop=0.")
+    if t.ema and t.swa_epochs:
+        raise ValueError("train.ema and train.swa_epochs are two ways to average the weights; set one of them to 0.")
+    if t.swa_epochs and t.swa_epochs >= t.epochs:
+        raise ValueError(f"train.swa_epochs={t.swa_epochs} must be fewer than train.epochs={t.epochs} (the average "
+                         f"starts after the others); lower it or raise train.epochs.")
+    if t.swa_epochs and t.time_limit:
+        raise ValueError("train.swa_epochs counts epochs and cannot follow train.time_limit; set train.time_limit=0 "
+                         "or train.swa_epochs=0 (train.ema works with a time limit).")
+
+
 def _validate(cfg: Config) -> None:
     for section in SECTIONS:
         obj = getattr(cfg, section)
@@ -310,6 +365,7 @@ def _validate(cfg: Config) -> None:
             _check_range(section, f.name, getattr(obj, f.name))
     _check_norm(cfg.data.mean, cfg.data.std, cfg.data.grayscale, "data")
     _check_range("", "seed", cfg.seed)
+    _check_averaging(cfg)
     name = cfg.output.name
     if name is not None and (not name or any(c in name for c in ("/", "\\", "\0")) or name in (".", "..")):
         raise ValueError(f"output.name must be a plain folder name; got {_show(cfg.output.name)}.")

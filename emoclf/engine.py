@@ -11,8 +11,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from emoclf.config import TENCROP_FRACTION, TTA_MODES
-from emoclf.data.augment import Normalizer
+from emoclf.config import TENCROP_FRACTION, TTA_MODES, crop_offsets
+from emoclf.data.augment import Normalizer, center_crop
 
 
 def select_device(name: str, option: str = "train.device") -> torch.device:
@@ -77,8 +77,19 @@ def resident(array: np.ndarray, device: torch.device, share: float = 0.3):
     return torch.from_numpy(np.asarray(array)).to(device) if array.nbytes < share * free else array
 
 
-def tta_views(x: torch.Tensor, mode: str) -> List[torch.Tensor]:
-    """Views of a normalized batch averaged at test time: itself; its flip; or 5 crops (corners, centre) and flips."""
+def tta_views(x: torch.Tensor, mode: str, crop: int = 0) -> List[torch.Tensor]:
+    """Views of a normalized batch averaged at test time: itself; its flip; or 5 crops (corners, centre) and flips.
+
+    ``crop`` (``augment.crop``; 0: none): the model reads crop x crop inputs: the centre crop, its flip, or the
+    centre and 4 corner crops of that size and their flips (tencrop at the crop size, nothing resized)."""
+    if crop and x.shape[-1] != crop:
+        if mode != "tencrop":
+            return tta_views(center_crop(x, crop), mode)
+        views = []
+        for top, left in crop_offsets(x.shape[-1], crop):
+            view = x[..., top:top + crop, left:left + crop]
+            views += [view, view.flip(-1)]
+        return views
     if mode == "none":
         return [x]
     if mode == "flip":
@@ -91,6 +102,12 @@ def tta_views(x: torch.Tensor, mode: str) -> List[torch.Tensor]:
                              padding_mode="border", align_corners=False)
         views += [crop, crop.flip(-1)]
     return views
+
+
+def model_views(x: torch.Tensor, mode: str, norm: Normalizer) -> List[torch.Tensor]:
+    """The test-time views of a normalized batch at the size the model reads (``norm.crop``), in its memory format."""
+    views = tta_views(x, mode, norm.crop)
+    return [norm.layout(v) for v in views] if norm.crop else views  # a crop is a strided slice: lay it out again
 
 
 def check_tta(mode) -> str:
@@ -117,9 +134,9 @@ def predict_logits(model: nn.Module, images: np.ndarray, norm: Normalizer, batch
         x = norm(batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch)))
         with autocast(norm.device, dtype):
             if mode == "none":
-                out.append(model(x).float().cpu())
+                out.append(model(norm.layout(center_crop(x, norm.crop))).float().cpu())
                 continue
-            views = tta_views(x, mode)
+            views = model_views(x, mode, norm)
             probs = sum(F.softmax(model(v).float(), 1) for v in views) / len(views)
         out.append(probs.clamp_min(1e-12).log().cpu())
     if not out:
@@ -138,7 +155,7 @@ def timed_inference(model: nn.Module, sample: np.ndarray, norm: Normalizer, dtyp
     """Milliseconds per single-image prediction (every test-time view) after warm-up."""
     model.eval()
     x = norm(torch.from_numpy(np.asarray(sample[:1])))
-    views = tta_views(x, check_tta(tta))
+    views = model_views(x, check_tta(tta), norm)
     with torch.inference_mode(), autocast(norm.device, dtype):
         for _ in range(3):
             for v in views:

@@ -113,7 +113,7 @@ def time_inference(run_dirs: Sequence[Path], device: str = "auto", rounds: int =
     for run_dir in run_dirs:
         loaded = load_run(run_dir, device)
         dev = next(loaded.model.parameters()).device
-        models.append((loaded.model, Normalizer(loaded.preprocessing["mean"], loaded.preprocessing["std"], dev),
+        models.append((loaded.model, Normalizer.for_preprocessing(loaded.preprocessing, dev),
                        _timing_input(loaded.preprocessing)))
     ttas = list(ttas) if ttas is not None else ["none"] * len(models)
     best = [{"inference_ms_per_image": float("inf"), "latency_ms_batch1": float("inf")} for _ in models]

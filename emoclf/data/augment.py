@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emoclf.config import AugmentConfig
+from emoclf.config import AugmentConfig, crop_offsets, preprocessing_crop
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -24,13 +25,23 @@ def norm_stats(grayscale: bool, mean: Optional[Sequence[float]], std: Optional[S
 
 
 class Normalizer:
-    """uint8 batch -> float batch, scaled to 0..1 and normalized per channel."""
+    """uint8 batch -> float batch, scaled to 0..1 and normalized per channel.
 
-    def __init__(self, mean: List[float], std: List[float], device: torch.device, channels_last: bool = False):
+    ``crop``: the side the model reads (``augment.crop``; 0: the whole image); the batch keeps its size and the
+    test-time views (engine.tta_views) cut the crops from it."""
+
+    def __init__(self, mean: List[float], std: List[float], device: torch.device, channels_last: bool = False,
+                 crop: int = 0):
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.device = device
         self.channels_last = channels_last
+        self.crop = crop
+
+    @classmethod
+    def for_preprocessing(cls, prep: dict, device: torch.device, channels_last: bool = False) -> "Normalizer":
+        """The normalizer of a checkpoint's preprocessing (mean, std and crop)."""
+        return cls(prep["mean"], prep["std"], device, channels_last, preprocessing_crop(prep))
 
     def to_unit(self, x: torch.Tensor) -> torch.Tensor:
         """Move to the device and scale to 0..1 float."""
@@ -84,6 +95,25 @@ def _span(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return u * (hi - lo) + lo
 
 
+def center_crop(x: torch.Tensor, crop: int) -> torch.Tensor:
+    """The centre ``crop`` x ``crop`` of a batch (the batch itself when it is that size already, or crop is 0)."""
+    if not crop or x.shape[-1] == crop:
+        return x
+    top, left = crop_offsets(x.shape[-1], crop)[0]
+    return x[..., top:top + crop, left:left + crop]
+
+
+def with_crop(theta: torch.Tensor, u: torch.Tensor, size: int, crop: int) -> torch.Tensor:
+    """``theta`` followed by a random ``crop`` x ``crop`` crop at whole-pixel offsets (uniform in 0..size-crop, from
+    the draws ``u``, 2 x N): the affine map from crop coordinates to the input's, so one resampling does both."""
+    offset = (u * (size - crop + 1)).floor().clamp(max=size - crop)  # 2 x N: left, top
+    shift = (2 * offset + crop) / size - 1  # crop centre in the input's normalized coordinates
+    out = theta.clone()
+    out[:, :, :2] = theta[:, :, :2] * (crop / size)
+    out[:, :, 2] = theta[:, :, 2] + theta[:, :, 0] * shift[0].view(-1, 1) + theta[:, :, 1] * shift[1].view(-1, 1)
+    return out
+
+
 class BatchAugment:
     """Random flip, rotation, shift, zoom, brightness/contrast and erasing for a 0..1 batch.
 
@@ -96,17 +126,18 @@ class BatchAugment:
     def __init__(self, cfg: AugmentConfig):
         self.cfg = cfg
 
-    def _draw(self, n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-        u = torch.rand(self.DRAWS, n, generator=gen)
+    def _draw(self, n: int, gen: torch.Generator, device: torch.device, rows: int = DRAWS) -> torch.Tensor:
+        u = torch.rand(rows, n, generator=gen)
         if device.type == "cuda":
             return u.pin_memory().to(device, non_blocking=True)
         return u.to(device)
 
-    def geometry(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """One affine resampling for flip, rotation, shift and zoom (zeros outside, like padded crops)."""
+    def geometry(self, x: torch.Tensor, u: torch.Tensor, crop_u: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One affine resampling for flip, rotation, shift, zoom and the random crop (zeros outside, like padded
+        crops); with ``augment.crop`` the output is crop x crop."""
         c = self.cfg
         flip = (u[0] < 0.5) if c.hflip else torch.zeros_like(u[0], dtype=torch.bool)
-        if not (c.rotation or c.translate or c.scale):
+        if not (c.rotation or c.translate or c.scale or c.crop):
             return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x) if c.hflip else x
         angle = _span(u[1], -c.rotation, c.rotation) * (math.pi / 180)
         zoom = _span(u[2], 1 - c.scale, 1 + c.scale)
@@ -115,6 +146,8 @@ class BatchAugment:
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         theta = torch.stack([torch.stack([cos * fx, -sin, tx], 1), torch.stack([sin * fx, cos, ty], 1)], 1)
         n, _, h, w = x.shape
+        if c.crop:
+            theta, h, w = with_crop(theta, crop_u, w, c.crop), c.crop, c.crop
         grid = affine_grid(theta.to(x.dtype), n, h, w)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -162,7 +195,52 @@ class BatchAugment:
     def __call__(self, x: torch.Tensor, norm: Normalizer, gen: torch.Generator) -> torch.Tensor:
         """uint8 batch -> augmented, normalized float batch."""
         u = self._draw(x.shape[0], gen, norm.device)
-        x = self.geometry(norm.to_unit(x), u)
+        # The crop's draws come after the others, and only with crops: runs without them keep their random stream.
+        crop_u = self._draw(x.shape[0], gen, norm.device, 2) if self.cfg.crop else None
+        x = self.geometry(norm.to_unit(x), u, crop_u)
         jitter = bool(self.cfg.contrast or self.cfg.brightness)
         scale, shift = self.photometric(x, u) if jitter else (None, None)
         return self.erase(norm.normalize(x, scale, shift, clamp=jitter), u)
+
+
+class BatchMix:
+    """Mixup and CutMix of a normalized batch: each image blended with (or given a box of) another image of the
+    batch, one random pairing and one share per batch (as in the papers).
+
+    The share and the box are drawn on the CPU from the seeded generator and applied with plain tensor operations,
+    so a GPU never waits on the host.
+    """
+
+    def __init__(self, cfg: AugmentConfig):
+        self.cfg = cfg
+
+    @property
+    def enabled(self) -> bool:
+        """Whether batches are mixed at all."""
+        return bool(self.cfg.mixup or self.cfg.cutmix)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator
+                 ) -> Tuple[torch.Tensor, torch.Tensor, float]:
+        """(mixed batch, the labels of the other images, the share of each image's own label)."""
+        c, n = self.cfg, x.shape[0]
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen)))
+        perm = torch.randperm(n, generator=gen).to(x.device, non_blocking=True)
+        cutmix = bool(c.cutmix) and (not c.mixup or rng.random() < 0.5)
+        share = float(rng.beta(c.cutmix, c.cutmix) if cutmix else rng.beta(c.mixup, c.mixup))
+        if cutmix:
+            h, w = x.shape[-2:]
+            cut_h, cut_w = int(h * math.sqrt(1 - share)), int(w * math.sqrt(1 - share))
+            cy, cx = int(rng.integers(h)), int(rng.integers(w))
+            top, bottom = max(cy - cut_h // 2, 0), min(cy + cut_h // 2, h)
+            left, right = max(cx - cut_w // 2, 0), min(cx + cut_w // 2, w)
+            x = x.clone()
+            x[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]
+            share = 1.0 - (bottom - top) * (right - left) / (h * w)  # the area actually pasted
+        else:
+            x = x * share + x[perm] * (1.0 - share)
+        return x, y[perm], share
+
+
+def mixed_targets(y: torch.Tensor, y_other: torch.Tensor, share: float, num_classes: int) -> torch.Tensor:
+    """The blended one-hot targets of a mixed batch (each row sums to 1)."""
+    return F.one_hot(y, num_classes).float() * share + F.one_hot(y_other, num_classes).float() * (1.0 - share)

@@ -19,8 +19,10 @@ EXPORT_FORMAT = "emoclf-export"
 METADATA_FILE = "emoclf.json"  # name of the metadata entry inside a TorchScript archive
 OPSET = 18  # read by onnxruntime >= 1.14
 INPUT_NAME, OUTPUT_NAME = "pixels", "probabilities"
-INPUT_DOC = ("float32 N x C x S x S: the image resized to S x S (see aspect), raw pixel values 0..255, RGB channel "
-             "order or one gray channel; scaling to 0..1 and the mean/std normalization happen inside the model")
+INPUT_DOC = ("float32 N x C x S x S: the image resized to image_size x image_size (see aspect), then, when crop > 0, "
+             "its centre crop x crop (tencrop: the 4 corner and centre crops and their flips), so S is crop or "
+             "image_size; raw pixel values 0..255, RGB channel order or one gray channel; scaling to 0..1 and the "
+             "mean/std normalization happen inside the model")
 OUTPUT_DOC = "float32 N x K softmax probabilities (each row sums to 1), columns in class_names order"
 ONNX_HINT = "Install the ONNX extras: pip install 'emoclf[onnx]' (onnx, onnxruntime, onnxscript)."
 
@@ -43,8 +45,12 @@ def require_onnx():
 
 def metadata(loaded, fmt: str) -> Dict:
     """Everything an app needs to feed the exported model: preprocessing, classes, output meaning."""
+    from emoclf.config import preprocessing_crop
+
     p, cfg = loaded.preprocessing, loaded.cfg
     channels = 1 if p["grayscale"] else 3
+    crop = preprocessing_crop(p, str(loaded.checkpoint))
+    side = crop or int(p["image_size"])  # what the model reads
     return {
         "format": EXPORT_FORMAT, "format_version": 1, "file_format": fmt, "emoclf_version": __version__,
         "model_name": cfg.model.name, "class_names": list(loaded.class_names),
@@ -52,7 +58,7 @@ def metadata(loaded, fmt: str) -> Dict:
         "grayscale": bool(p["grayscale"]), "color_mode": "L" if p["grayscale"] else "RGB", "channels": channels,
         "aspect": p["aspect"], "mean": [float(v) for v in p["mean"]], "std": [float(v) for v in p["std"]],
         "normalization_in_model": True, "input_name": INPUT_NAME, "input": INPUT_DOC,
-        "input_shape": ["N", channels, int(p["image_size"]), int(p["image_size"])],
+        "crop": crop, "input_shape": ["N", channels, side, side],
         "output_name": OUTPUT_NAME, "output": OUTPUT_DOC, "output_kind": "probabilities",
         "tta": cfg.train.tta, "run_name": cfg.run_name, "source_checkpoint": str(loaded.checkpoint),
     }
@@ -82,7 +88,8 @@ def _example(meta: Dict):
 
     gen = torch.Generator().manual_seed(0)
     # Batch 2, not 1: a size-1 example would be specialised and lose the dynamic batch axis.
-    return torch.rand(2, meta["channels"], meta["image_size"], meta["image_size"], generator=gen) * 255
+    side = meta["input_shape"][-1]
+    return torch.rand(2, meta["channels"], side, side, generator=gen) * 255
 
 
 def _has_onnxscript() -> bool:

@@ -8,7 +8,14 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from emoclf.config import TENCROP_FRACTION, TTA_MODES, check_class_names, check_preprocessing  # torch-free
+from emoclf.config import (  # torch-free
+    TENCROP_FRACTION,
+    TTA_MODES,
+    check_class_names,
+    check_preprocessing,
+    crop_offsets,
+    preprocessing_crop,
+)
 from emoclf.inference.predict import Predictor
 from emoclf.runs.folder import as_run_list
 from emoclf.utils.text import show
@@ -58,6 +65,7 @@ def check_metadata(meta: Dict, where: str) -> Dict:
     make emoclf allocate without bound, score NaN or stop with a traceback)."""
     meta["class_names"] = check_class_names(meta["class_names"], where)
     meta.update(check_preprocessing(meta, where, required=("image_size", "grayscale", "aspect")))
+    meta["crop"] = preprocessing_crop(meta, where)
     if not isinstance(meta["input_name"], str) or not meta["input_name"]:
         raise ValueError(f"{where}: input_name must be the name of the model's input; got {show(meta['input_name'])}.")
     if meta.get("tta", "none") not in TTA_MODES:
@@ -78,8 +86,13 @@ def _axis_weights(size: int, scale: float, shift: float) -> np.ndarray:
     return w
 
 
-def tta_views(x: np.ndarray, mode: str) -> List[np.ndarray]:
-    """Views of a float batch averaged at test time: itself; its flip; or 5 crops (corners, centre) and flips."""
+def tta_views(x: np.ndarray, mode: str, crop: int = 0) -> List[np.ndarray]:
+    """Views of a float batch averaged at test time: itself; its flip; or 5 crops (corners, centre) and flips; with
+    ``crop``, at that size as engine.tta_views cuts them."""
+    if crop and x.shape[-1] != crop:
+        boxes = crop_offsets(x.shape[-1], crop)
+        views = [x[..., t:t + crop, left:left + crop] for t, left in (boxes if mode == "tencrop" else boxes[:1])]
+        return [w for v in views for w in (v, v[..., ::-1])] if mode != "none" else views
     if mode == "none":
         return [x]
     if mode == "flip":
@@ -126,8 +139,8 @@ class OnnxPredictor(Predictor):
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities for a uint8 N x C x S x S batch in one session run (views averaged with TTA)."""
         x = np.ascontiguousarray(inputs, dtype=np.float32)
-        views = tta_views(x, self.tta)
-        batch = np.ascontiguousarray(np.concatenate(views)) if len(views) > 1 else x
+        views = tta_views(x, self.tta, self.meta["crop"])
+        batch = np.ascontiguousarray(np.concatenate(views)) if len(views) > 1 else np.ascontiguousarray(views[0])
         probs = self.session.run(None, {self.input_name: batch})[0]
         if probs.ndim != 2 or probs.shape[-1] != len(self.class_names):
             raise ValueError(f"{self.run} outputs shape {list(probs.shape)} but its metadata names "

@@ -104,7 +104,7 @@ class Predictor:
         self.class_names = self.loaded.class_names
         self.prep = self.loaded.preprocessing
         dev = next(self.loaded.model.parameters()).device
-        self.norm = Normalizer(self.prep["mean"], self.prep["std"], dev, self.loaded.channels_last)
+        self.norm = Normalizer.for_preprocessing(self.prep, dev, self.loaded.channels_last)
         self.tta, _ = resolve_tta(self.loaded, tta)
         self.detector = detector
         self.margin = margin

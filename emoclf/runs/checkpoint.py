@@ -20,7 +20,7 @@ def preprocessing(cfg: Config) -> Dict:
 
     mean, std = norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std)
     return {"image_size": cfg.data.image_size, "grayscale": cfg.data.grayscale, "aspect": cfg.data.aspect,
-            "mean": mean, "std": std}
+            "mean": mean, "std": std, "crop": cfg.augment.crop}  # crop: the side the model reads (0: image_size)
 
 
 def make_checkpoint(model: nn.Module, cfg: Config, class_names: List[str], epoch: int, metrics: Dict,

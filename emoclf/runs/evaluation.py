@@ -79,8 +79,8 @@ def evaluate_run(run, data: Optional[str] = None, split: Optional[str] = None, t
     ev = load_split(ev, _cache_config(cfg.data, data), info["root"], info["split"])
     if len(ev) == 0:
         raise ValueError(f"No readable images of the model's classes ({', '.join(loaded.class_names)}) in {root}.")
-    norm = Normalizer(loaded.preprocessing["mean"], loaded.preprocessing["std"], next(loaded.model.parameters()).device,
-                      loaded.channels_last)
+    norm = Normalizer.for_preprocessing(loaded.preprocessing, next(loaded.model.parameters()).device,
+                                        loaded.channels_last)
     tta, tta_name = resolve_tta(loaded, tta)  # None: as the run scores itself (its train.tta; each member its own)
     name = f"{Path(info['root']).name}-{info['split']}" + ("" if tta_name == "none" else f"-{tta_name}")
     if not loaded.members and loaded.checkpoint.name != BEST_CHECKPOINT:

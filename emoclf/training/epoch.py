@@ -9,8 +9,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from emoclf.data.augment import BatchAugment, Normalizer
+from emoclf.data.augment import BatchAugment, BatchMix, Normalizer
 from emoclf.engine import autocast
+from emoclf.training.averaging import WeightEMA
+from emoclf.training.optim import mixed_loss
 
 
 @dataclass
@@ -24,6 +26,8 @@ class Learner:
     dtype: Optional[torch.dtype]  # autocast dtype; None: full precision
     norm: Normalizer  # knows the device the batches go to
     augment: BatchAugment
+    mix: Optional[BatchMix] = None  # mixup / CutMix of whole batches (augment.mixup, augment.cutmix)
+    ema: Optional[WeightEMA] = None  # updated after every step (train.ema)
 
 
 def host_to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -67,13 +71,20 @@ def train_epoch(learner: Learner, images, labels, order_batches: Iterable[np.nda
             on_step(step)
         x, y = fetch_batch(images, labels, idx, device)
         x = learner.augment(x, norm, gen)
+        y_other, share = None, 1.0
+        if learner.mix is not None and learner.mix.enabled:
+            x, y_other, share = learner.mix(x, y, gen)
+            x = norm.layout(x)
         with autocast(device, learner.dtype):
             logits = model(x)
-            loss = learner.loss_fn(logits.float(), y)
+            loss = learner.loss_fn(logits.float(), y) if y_other is None else \
+                mixed_loss(learner.loss_fn, logits.float(), y, y_other, share)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+        if learner.ema is not None:
+            learner.ema.update()
         n = len(idx)
         total_loss += loss.detach() * n if device.type != "cpu" else loss.item() * n
         count += n

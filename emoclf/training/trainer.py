@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from emoclf.config import Config, save_config
-from emoclf.data.augment import BatchAugment, Normalizer, norm_stats
+from emoclf.data.augment import BatchAugment, BatchMix, Normalizer, norm_stats
 from emoclf.data.dataset import batches, discover, epoch_order, load_split
 from emoclf.engine import (
     amp_dtype,
@@ -40,6 +40,7 @@ from emoclf.runs.folder import (
 )
 from emoclf.runs.metrics import compute_metrics, f1_scores
 from emoclf.runs.scoring import finalize_run
+from emoclf.training.averaging import Averages
 from emoclf.training.epoch import Learner, train_epoch
 from emoclf.training.loggers import Trackers
 from emoclf.training.optim import make_loss, make_optimizer, scheduled_lr
@@ -121,8 +122,9 @@ class Trainer:
         self.raw_model = ck.place_model(self.raw_model, self.device, self.state.channels_last)
         self.model = self._wrap(self.raw_model)
         self.norm = Normalizer(*norm_stats(cfg.data.grayscale, cfg.data.mean, cfg.data.std), self.device,
-                               self.state.channels_last)
-        self.augment = BatchAugment(cfg.augment)
+                               self.state.channels_last, cfg.augment.crop)
+        self.augment, self.mix = BatchAugment(cfg.augment), BatchMix(cfg.augment)
+        self.averages = Averages(cfg, self.raw_model)  # after _wrap: the very module DDP trains
         self.optimizer = make_optimizer(cfg, self.raw_model)
         self.scaler = make_scaler(self.device, self.dtype)
         self.loss_fn = make_loss(cfg, self.train, len(self.class_names), self.device)
@@ -169,7 +171,7 @@ class Trainer:
         return torch.compile(model) if self.cfg.train.compile else model
 
     def _load(self, c: Dict) -> None:
-        self.raw_model.load_state_dict(c["model_state"])
+        self.averages.load(c)  # the trained weights, and the average of them the run scores
         self.optimizer.load_state_dict(c["optimizer_state"])
         self.scaler.load_state_dict(c["scaler_state"])
         self.plateau.load_state_dict(c["plateau_state"])
@@ -180,14 +182,15 @@ class Trainer:
         extra = {}
         if full:
             extra = {"optimizer_state": self.optimizer.state_dict(), "scaler_state": self.scaler.state_dict(),
-                     "plateau_state": self.plateau.state_dict(), "loop_state": vars(self.state).copy()}
+                     "plateau_state": self.plateau.state_dict(), "loop_state": vars(self.state).copy(),
+                     **self.averages.state()}
         extra["channels_last"] = self.state.channels_last
-        return ck.make_checkpoint(self.raw_model, self.cfg, self.class_names, self.state.epoch, metrics, extra)
+        return ck.make_checkpoint(self.averages.scored, self.cfg, self.class_names, self.state.epoch, metrics, extra)
 
     def _set_lr(self, epoch: float, started: float) -> float:
         """Per-step learning rate; under a time limit the schedule also follows the elapsed share of it."""
         t = self.cfg.train
-        if t.scheduler == "plateau" and epoch >= t.warmup_epochs:
+        if t.scheduler == "plateau" and epoch >= t.warmup_epochs and not (t.swa_lr and self.averages.in_swa(epoch)):
             return self.optimizer.param_groups[0]["lr"]
         elapsed = self.state.train_seconds + time.perf_counter() - started
         fraction = dd.all_max(elapsed / (t.time_limit * 60), self.dist) if t.time_limit else 0.0
@@ -197,10 +200,12 @@ class Trainer:
         return lr
 
     def validate(self) -> Dict:
-        """Metrics of the current weights on the whole validation split (each process scores a slice)."""
-        dd.broadcast_buffers(self.raw_model, self.dist)
+        """Metrics of the scored weights (their average, when the run keeps one) on the whole validation split (each
+        process scores a slice)."""
+        model = self.averages.scored
+        dd.broadcast_buffers(model, self.dist)
         part = dd.contiguous_range(len(self.val), self.dist)
-        logits = predict_logits(self.raw_model, self.val_images[part], self.norm, self.cfg.train.eval_batch_size,
+        logits = predict_logits(model, self.val_images[part], self.norm, self.cfg.train.eval_batch_size,
                                 self.dtype)
         logits = dd.gather_rows(logits.reshape(-1, len(self.class_names)), self.dist)
         return compute_metrics(self.val.labels, logits, self.class_names)
@@ -226,7 +231,7 @@ class Trainer:
         bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}", self.dist.is_main)
         try:
             learner = Learner(self.model, self.optimizer, self.loss_fn, self.scaler, self.dtype, self.norm,
-                              self.augment)
+                              self.augment, self.mix, self.averages.ema)
             res = train_epoch(learner, self.train_images, self.train_labels, steps, gen, bar, on_step)
         finally:
             bar.close()
@@ -236,6 +241,7 @@ class Trainer:
         """Train one epoch and validate; seconds is the wall time of both."""
         start = time.perf_counter()
         tr = self.train_pass(deadline)
+        self.averages.end_epoch(self.state.epoch, self.train_images, self.norm, self.cfg.train.eval_batch_size)
         val = self.validate()
         return {"epoch": self.state.epoch + 1, "train_loss": tr["loss"], "train_acc": tr["accuracy"],
                 "train_f1": tr["f1_macro"], "val_loss": val["loss"], "val_acc": val["accuracy"],
