@@ -528,3 +528,40 @@ def test_predict_refuses_an_out_that_cannot_be_written_before_scoring(tiny_check
             assert code == 2 and "not writable" in err
     finally:
         locked.chmod(0o700)
+
+
+def test_a_full_disk_while_plotting_is_raised_and_any_other_plot_error_is_a_warning(tmp_path):
+    from emoclf.utils.plotting import safe_plot
+
+    @safe_plot
+    def full():
+        raise eio.write_error(tmp_path / "curves.png", OSError(errno.ENOSPC, "No space left on device"))
+
+    @safe_plot
+    def broken():
+        raise ValueError("a plotting bug")
+
+    with pytest.raises(OSError, match=r"curves\.png.*Free some disk space"):
+        full()  # the run is then not finished: its --resume draws the figures again
+    assert broken() is None
+
+
+def test_a_run_whose_figures_meet_a_full_disk_is_not_finished_and_resume_finishes_it(small_faces, tmp_path,
+                                                                                      monkeypatch, capsys):
+    from emoclf.runs import figures as plotting  # where the run's figures are saved
+
+    real, calls = plotting.save_figure, []
+
+    def full(fig, path):
+        calls.append(path)
+        raise eio.write_error(Path(path), OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(plotting, "save_figure", full)
+    argv = ["train", "-c", "configs/cnn.yaml", "--set", f"data.root={small_faces}", "--set", f"output.dir={tmp_path}",
+            "--set", "output.name=figs", "--set", "train.epochs=1", "--set", "data.image_size=16",
+            "--set", "model.width=4", "--set", "model.depth=2"]
+    code, _, err = _cli(argv, capsys)
+    assert calls and code == 1 and "Free some disk space" in err and not rf.is_finished(tmp_path / "figs")
+    monkeypatch.setattr(plotting, "save_figure", real)
+    code, _, err = _cli(argv + ["--resume"], capsys)
+    assert code == 0 and rf.is_finished(tmp_path / "figs") and (tmp_path / "figs" / "curves.png").is_file(), err

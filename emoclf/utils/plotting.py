@@ -1,6 +1,7 @@
 """Matplotlib without a display, atomic figure files, and plots that never stop a run."""
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 from pathlib import Path
@@ -22,13 +23,22 @@ def pyplot():
     return plt
 
 
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def safe_plot(fn: Callable) -> Callable:
-    """Run a plot; on any error log a warning and return None."""
+    """Run a plot; on any error log a warning and return None. A full disk is the exception: it is raised, so that
+    a run is never counted as finished without its files (its --resume draws them again)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise
+            log.warning("Could not draw %s: %s: %s", fn.__name__, type(exc).__name__, exc)
+            return None
         except Exception as exc:  # a figure must never cost the user a finished run
             log.warning("Could not draw %s: %s: %s", fn.__name__, type(exc).__name__, exc)
             return None
