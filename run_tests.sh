@@ -11,6 +11,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 started=$SECONDS
+# pip runs only when pyproject.toml changed since the last install into .venv (a stamp records it): no minute of
+# pip and no repeated build banner on every run (delete .venv/.emoclf-installed-dev to run pip anyway).
+stamp=.venv/.emoclf-installed-dev
+want="$(.venv/bin/python -c 'import hashlib, os; print(hashlib.sha256(open("pyproject.toml", "rb").read()).hexdigest(), os.getcwd())')"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c "import emoclf, torch, pytest" >/dev/null 2>&1; then
+    echo "==> emoclf and its test dependencies are installed in .venv and pyproject.toml is unchanged: no pip run"
+    exec .venv/bin/python -m pytest "$@"
+fi
 if .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     echo "==> Checking emoclf and its test dependencies in .venv with pip (the installed torch is kept; a minute)"
 else
@@ -24,5 +32,6 @@ else
     fi
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+printf '%s\n' "$want" > "$stamp"
 echo "==> Ready in $((SECONDS - started)) s; running the tests (pytest $*)"
 exec .venv/bin/python -m pytest "$@"

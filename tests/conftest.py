@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List
@@ -21,6 +22,15 @@ def fast_config(root, out_dir, name="cnn", epochs=14, extra=()):
     """A CNN config that learns the synthetic faces in a few seconds on a CPU."""
     return load_config("configs/cnn.yaml", FAST + [f"data.root={root}", f"output.dir={out_dir}",
                                                    f"output.name={name}", f"train.epochs={epochs}", *extra])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _user_cache(tmp_path_factory):
+    """Tests write nothing into the user's cache folder (emoclf evaluate --data caches decoded images there); torch
+    keeps finding its own cache where it was."""
+    os.environ.setdefault("TORCH_HOME", os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                     os.path.expanduser("~/.cache"), "torch"))
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("user-cache"))
 
 
 @pytest.fixture(autouse=True)

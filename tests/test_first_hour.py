@@ -91,7 +91,7 @@ def test_comparison_warns_about_a_collapsed_run_and_explains_its_numbers(tmp_pat
              "run_dir": str(folder), "f1_macro": 0.17}]
     warnings = collapse_warnings(rows)
     assert len(warnings) == 1 and warnings[0].startswith("cnn: the model predicts happy")
-    summary = {"runs": rows, "best": rows[0], "warnings": warnings, "device": "cpu",
+    summary = {"runs": rows, "best": rows[0], "warnings": [], "collapsed": warnings, "device": "cpu",
                "figures": ["validation_curves.png"]}
     text = write_comparison_report(tmp_path / "cmp", summary).read_text()
     assert "**Warning:** cnn: the model predicts happy" in text

@@ -183,9 +183,13 @@ def test_run_tests_says_what_it_installs(tmp_path):
     shutil.copy(REPO / "run_tests.sh", tmp_path / "repo" / "run_tests.sh")
     venv = tmp_path / "repo" / ".venv" / "bin"
     venv.mkdir(parents=True)
-    (venv / "python").write_text("#!/bin/sh\ncase \"$*\" in *'import torch'*) exit 1 ;; esac\nexit 0\n")
+    (venv / "python").write_text('#!/bin/sh\ncase "$*" in *torch*) [ -n "$FAKE_TORCH" ] || exit 1 ;; esac\n'
+                                 'case "$*" in *"-m pytest"*) echo "pytest ran" ;; esac\nexit 0\n')
     (venv / "python").chmod(0o755)
     res = subprocess.run([BASH, str(tmp_path / "repo" / "run_tests.sh"), "-q"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert "allow 5-20 minutes" in res.stdout and "download.pytorch.org/whl/cpu" in res.stdout
     assert "running the tests (pytest -q)" in res.stdout
+    res = subprocess.run([BASH, str(tmp_path / "repo" / "run_tests.sh"), "-q"], capture_output=True, text=True,
+                         env=dict(os.environ, FAKE_TORCH="1"))  # installed now, pyproject.toml unchanged
+    assert res.returncode == 0 and "no pip run" in res.stdout and "pytest ran" in res.stdout

@@ -245,8 +245,9 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/compari
     timings = time_inference([Path(r["run_dir"]) for r in rows], device, ttas=[r["tta"] or "none" for r in rows])
     for row, timing in zip(rows, timings):
         row.update(timing)  # one process, one device: the speeds are comparable
-    best, warnings = best_run(rows), consistency_warnings(rows) + collapse_warnings(rows)
-    for w in warnings:
+    best, warnings = best_run(rows), consistency_warnings(rows)
+    collapsed = collapse_warnings(rows)  # kept apart: a run that learned little, not runs that cannot be compared
+    for w in warnings + collapsed:
         log.warning("Warning: %s", w)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -254,7 +255,7 @@ def compare_runs(run_dirs: Sequence[Path], out_dir: Path = Path("outputs/compari
     figures = plot_comparison(rows, out_dir)
     summary = {"created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "device": rows[0]["device"],
                "best": {"run": best["run"], "run_dir": best["run_dir"], "f1_macro": best["f1_macro"]},
-               "warnings": warnings, "figures": [f.name for f in figures], "runs": rows}
+               "warnings": warnings, "collapsed": collapsed, "figures": [f.name for f in figures], "runs": rows}
     write_comparison_report(out_dir, summary)
     atomic_write_json(out_dir / COMPARISON_JSON, summary)
     summary["out_dir"] = str(out_dir)

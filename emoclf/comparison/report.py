@@ -56,7 +56,8 @@ def write_comparison_report(out_dir: Path, summary: Dict) -> Path:
     """comparison.md: warnings, table, best model, figures and links to each run's report."""
     out_dir, rows, best = Path(out_dir), summary["runs"], summary["best"]
     lines = [f"# Model comparison ({len(rows)} runs)", ""]
-    lines += [f"> **Warning:** {w}" for w in summary["warnings"]] + ([""] if summary["warnings"] else [])
+    warnings = summary["warnings"] + summary.get("collapsed", [])  # collapsed: runs that predict (nearly) one class
+    lines += [f"> **Warning:** {w}" for w in warnings] + ([""] if warnings else [])
     lines += [f"Best model by macro F1: **{best['run']}** ({percent(best['f1_macro'])}).", ""]
     lines += comparison_table(rows, best["run"]) + [""]
     lines += [f"Scores are on each row's own evaluation data: a run's validation split, or the data an `emoclf "
