@@ -290,3 +290,28 @@ def test_the_photo_keeps_its_size_beside_five_faces(tmp_path, monkeypatch):
     monkeypatch.setattr(figures, "save_figure", measure)
     assert figures.plot_prediction(pred, list(scores), tmp_path / "group_pred.png") is not None
     assert shares[0] > 0.6  # the photo fills most of the figure's height, not a thumbnail in a tall column
+
+
+def test_prediction_bars_show_the_names_the_run_saved(tmp_path, monkeypatch):
+    import json
+    import types
+
+    import numpy as np
+    from PIL import Image
+
+    import emoclf.inference.figures as figures
+
+    run = tmp_path / "cnn"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"display_names": ["alegria", "tristeza"]}))
+    scores = {"happy": 0.7, "sad": 0.3}
+    record = {"image": "me.jpg", "run": str(run), "faces": [], "haar": False, "label": "happy", "score": 0.7,
+              "scores": scores}
+    pred = types.SimpleNamespace(record=record, original=Image.new("RGB", (64, 64)), crops=[],
+                                 inputs=np.zeros((1, 1, 48, 48), np.uint8))
+    labels = []
+    real = figures.save_figure
+    monkeypatch.setattr(figures, "save_figure", lambda fig, out: labels.extend(
+        t.get_text() for ax in fig.axes for t in ax.get_yticklabels() + [ax.title]) or real(fig, out))
+    figures.plot_prediction(pred, list(scores), tmp_path / "me_pred.png")
+    assert "alegria" in labels and "tristeza" in labels and "whole image: alegria (0.70)" in labels

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import numpy as np
 
+from emoclf.runs.names import saved_display_names
 from emoclf.utils.plotting import pyplot, safe_plot, save_figure
 
 
@@ -18,11 +19,19 @@ def _show_input(ax, arr: np.ndarray, title: str) -> None:
     ax.axis("off")
 
 
-def score_bars(ax, scores: Dict[str, float], label: str, title: str) -> None:
+def shown_names(record: Dict, class_names: List[str]) -> Dict[str, str]:
+    """Class -> the name the figure shows: the names the record's run saved (output.class_names), else the class."""
+    run = Path(str(record.get("run") or ""))
+    folder = run if run.is_dir() else run.parent if run.is_file() else None
+    return dict(zip(class_names, saved_display_names(folder, class_names) if folder else class_names))
+
+
+def score_bars(ax, scores: Dict[str, float], label: str, title: str, shown: Optional[Dict[str, str]] = None) -> None:
+    """Horizontal bars of every class's probability, the winner in orange; ``shown``: the names to show."""
     names = list(scores)
     values = [scores[n] for n in names]
     colors = ["tab:orange" if n == label else "tab:blue" for n in names]
-    ax.barh(names, values, color=colors)
+    ax.barh([(shown or {}).get(n, n) for n in names], values, color=colors)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     for i, v in enumerate(values):
@@ -69,6 +78,7 @@ def plot_prediction(pred, class_names: List[str], out: Path) -> Path:
     fig = plt.figure(figsize=(2.7 * sum(ratios), height))
     grid = fig.add_gridspec(len(items), cols, width_ratios=ratios)
     show_original(fig.add_subplot(grid[:, 0]), pred.original, rec)
+    shown = shown_names(rec, class_names)
     for row, item in enumerate(items):
         col = 1
         if pred.crops:
@@ -82,7 +92,7 @@ def plot_prediction(pred, class_names: List[str], out: Path) -> Path:
         _show_input(fig.add_subplot(grid[row, col]), pred.inputs[row], f"model input {size}x{size}")
         who = f"face {row + 1}" if rec["faces"] else "whole image"
         score_bars(fig.add_subplot(grid[row, col + 1]), item["scores"], item["label"],
-                    f"{who}: {item['label']} ({item['score']:.2f})")
+                   f"{who}: {shown.get(item['label'], item['label'])} ({item['score']:.2f})", shown)
     truth = f"  |  true: {rec['true']}" if rec.get("true") else ""
     fig.suptitle(f"{Path(rec['image'] or 'image').name}{truth}  |  run {Path(rec['run']).name}", fontsize=10)
     fig.tight_layout()
