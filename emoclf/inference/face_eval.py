@@ -53,6 +53,8 @@ def crop_split(split: Split, detector, framing: Framing, prep: Dict) -> Tuple[Sp
     ones left out. Returns the split with its images and one row of FACE_COLUMNS values per image kept."""
     size, grey, aspect = prep["image_size"], prep["grayscale"], prep["aspect"]
     keep, images, rows, skipped = [], [], [], []
+    log.info("Finding the largest face in each of %d photos with %s", len(split.paths),
+             getattr(detector, "name", type(detector).__name__))
     for i, path in enumerate(split.paths):
         try:
             img = open_image(path, grayscale=False)
