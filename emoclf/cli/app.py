@@ -176,8 +176,8 @@ def _add_predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="emotion scores for images, folders, videos or a webcam, optionally per "
                        "detected face")
     p.add_argument("inputs", nargs="*", metavar="IMAGE|DIR|VIDEO",
-                   help="image files, folders (not searched recursively) and/or videos (.mp4 .avi .mov .mkv .webm "
-                   ".m4v)")
+                   help="image files, folders (a folder of class folders is read recursively, each image labelled "
+                   "by its folder) and/or videos (.mp4 .avi .mov .mkv .webm .m4v)")
     add_run_choice(p, True, "run folder, checkpoint or exported .onnx file (default: best run of the latest "
                    "comparison under --runs-dir, else its newest finished run); repeat it for an ensemble that "
                    "averages the runs' probabilities")

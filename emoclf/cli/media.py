@@ -82,7 +82,8 @@ def cmd_explain(args) -> int:
 def add_explain_parser(sub) -> None:
     """The explain subcommand."""
     p = sub.add_parser("explain", help="Grad-CAM heat maps: where in the face the model saw its emotion")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (not recursive)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE|DIR", help="image files and/or folders (class folders "
+                   "are read recursively)")
     add_run_choice(p, False, "run folder or checkpoint (default: as for predict)")
     add_face_args(p)
     p.add_argument("--all-classes", action="store_true", help="one heat map per class, not only the winner's")
