@@ -111,7 +111,7 @@ def open_study(search: Search, seed: int):
     search.folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{(search.folder / STUDY_DB).resolve()}"
     sampler = module.samplers.TPESampler(seed=seed, n_startup_trials=5)
-    pruner = module.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
+    pruner = module.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)  # steps: epochs 1, 2, ...
     study = module.create_study(study_name=search.name, storage=storage, direction="maximize", sampler=sampler,
                                 pruner=pruner, load_if_exists=True)
     return study, module
@@ -188,7 +188,8 @@ def tune_report(summary: Dict, search: Search) -> str:
             f"{d.kind} in [{d.low:g}, {d.high:g}]" + (" (log scale)" if d.log else "") + \
             (f" step {d.step:g}" if d.step else "")
         out.append(f"| `{d.key}` | {what} |")
-    out += ["", "| trial | state | macro F1 | epochs | " + " | ".join(keys) + " |",
+    out += ["", "Macro F1 of a pruned trial: that of the last epoch it trained.", "",
+            "| trial | state | macro F1 | epochs | " + " | ".join(keys) + " |",
             "| --- | --- | --- | --- |" + " --- |" * len(keys)]
     for r in summary["trials"]:
         values = [f"{r[k]:.4g}" if isinstance(r.get(k), float) else str(r.get(k)) for k in keys]
