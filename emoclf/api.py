@@ -85,34 +85,41 @@ def train(config: Union[str, Path, Mapping, Config], overrides: Overrides = None
     return train_config(cfg, resume=resume, overwrite=overwrite)
 
 
-def _check_face_for_evaluate(face: Optional[str]) -> None:
-    if face not in (None, "none"):
-        raise ValueError(f"evaluate scores whole images only here: face={face!r} is not supported; pass face=None "
-                         f"(or \"none\"), or crop the faces first with emoclf.Predictor(run, face={face!r}).")
-
-
 def evaluate(run: Union[str, Path, Sequence[Union[str, Path]]], data: Optional[str] = None,
              split: Optional[str] = None, tta: Optional[str] = None, face: Optional[str] = None,
-             device: str = "auto", out: Optional[str] = None) -> Dict:
-    """Score a finished run (or several: an ensemble) as ``emoclf evaluate`` does; return its metrics."""
-    from emoclf.runs.evaluation import evaluate_run
+             device: str = "auto", out: Optional[str] = None, **face_options) -> Dict:
+    """Score a finished run (or several: an ensemble) as ``emoclf evaluate`` does; return its metrics.
 
-    _check_face_for_evaluate(face)
+    ``face`` (a name of ``emoclf.inference.face.FACE_NAMES``, e.g. "haar") scores each photo through the crop of its
+    largest face, as ``evaluate --face NAME``; ``face_options`` go to the detector."""
     show_logs()
     runs = [str(r) for r in run] if isinstance(run, (list, tuple)) else str(run)
-    return evaluate_run(runs, data=None if data is None else str(data), split=split, tta=tta, device=device,
-                        out=None if out is None else str(out))
+    data, out = None if data is None else str(data), None if out is None else str(out)
+    if face in (None, "none") and not face_options:
+        from emoclf.runs.evaluation import evaluate_run
+
+        return evaluate_run(runs, data=data, split=split, tta=tta, device=device, out=out)
+    from emoclf.inference.face_eval import evaluate_cropped
+
+    return evaluate_cropped(runs, data=data, face=face or "none", split=split, tta=tta, device=device, out=out,
+                            detector_options=face_options)
 
 
 def compare(runs: Iterable[Union[str, Path]] = (), configs: Iterable[Union[str, Path]] = (),
             overrides: Overrides = None, out: Union[str, Path] = "outputs/comparison", overwrite: bool = False,
-            device: str = "auto") -> Dict:
-    """Train what the configs need, then compare those runs and the given run folders (``emoclf compare``)."""
+            device: str = "auto", seeds: Optional[int] = None) -> Dict:
+    """Train what the configs need, then compare those runs and the given run folders (``emoclf compare``); with
+    ``seeds``, each config trained with that many seeds, compared by mean ± std and McNemar's test (``--seeds``)."""
     from emoclf.comparison.compare import compare as compare_runs
+    from emoclf.comparison.seeds import compare_seeds
 
     show_logs()
-    return compare_runs([str(r) for r in runs], [str(c) for c in configs], _override_texts(overrides), Path(out),
-                        overwrite, device)
+    runs, configs, texts = [str(r) for r in runs], [str(c) for c in configs], _override_texts(overrides)
+    if seeds is not None:
+        if runs:
+            raise ValueError("--seeds trains each --config file with several seeds; it takes no finished RUN folders.")
+        return compare_seeds(configs, texts, seeds, Path(out), overwrite, device)
+    return compare_runs(runs, configs, texts, Path(out), overwrite, device)
 
 
 def load_run(path: Union[str, Path], device: str = "auto"):

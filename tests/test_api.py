@@ -44,10 +44,12 @@ def test_errors_are_exceptions_with_the_command_line_messages(api_run, capsys):
     assert f"emoclf train: error: {exc.value}" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="Run not found"):
         emoclf.Predictor(api_run.parent / "missing")
-    with pytest.raises(ValueError, match="face='haar' is not supported"):
-        emoclf.evaluate(api_run, face="haar")
+    with pytest.raises(ValueError, match="Unknown face detector 'hair'"):
+        emoclf.evaluate(api_run, face="hair")
     with pytest.raises(ValueError, match="uint8"):
         emoclf.Predictor(api_run).predict(np.zeros((8, 8), dtype=np.float32))
+    with pytest.raises(ValueError, match="takes no finished RUN folders"):
+        emoclf.compare(runs=[api_run], configs=[str(REPO / "configs/cnn.yaml")], seeds=2)
     with pytest.raises(ValueError, match="list of 'section.key=value'"):
         emoclf.make_config(None, "train.epochs=3")
 
@@ -73,6 +75,10 @@ def test_evaluate_and_load_run(api_run):
     m = emoclf.evaluate(api_run)
     saved = json.loads((Path(m["out_dir"]) / "metrics.json").read_text())
     assert m["f1_macro"] == saved["f1_macro"] and m["num_images"] == 12
+    cropped = emoclf.evaluate(api_run, face="haar", min_neighbors=5)  # each photo through its largest face's crop
+    assert cropped["face"] == "haar" and cropped["face_options"] == {"min_neighbors": 5}
+    assert cropped["faces_found"] + cropped["fallbacks"] == cropped["num_images"] == 12
+    assert Path(cropped["out_dir"]).name.endswith("-haar") and cropped["out_dir"] != m["out_dir"]
     loaded = emoclf.load_run(api_run, device="cpu")
     assert loaded.class_names == ["angry", "happy", "sad"] and loaded.cfg.output.name == "from_dict"
 

@@ -65,8 +65,14 @@ def cmd_compare(args) -> int:
     from pathlib import Path
 
     from emoclf.comparison.compare import compare
+    from emoclf.comparison.seeds import compare_seeds
 
-    s = compare(args.runs, args.config, args.overrides, Path(args.out), args.overwrite, args.device)
+    if args.seeds is not None:
+        if args.runs:
+            raise ValueError("--seeds trains each --config file with several seeds; it takes no finished RUN folders.")
+        s = compare_seeds(args.config, args.overrides, args.seeds, Path(args.out), args.overwrite, args.device)
+    else:
+        s = compare(args.runs, args.config, args.overrides, Path(args.out), args.overwrite, args.device)
     width = max(len(r["run"]) for r in s["runs"])
     for r in s["runs"]:
         print(f"{r['run']:<{width}}  accuracy {r['accuracy']:.4f}  macro F1 {r['f1_macro']:.4f}  "
@@ -74,6 +80,12 @@ def cmd_compare(args) -> int:
     if s["warnings"]:
         print(f"{len(s['warnings'])} warning(s): see above and in comparison.md")
     print(f"Best model by macro F1: {s['best']['run']} ({s['best']['run_dir']})")
+    for row in s.get("seeds", {}).get("configs", []):
+        print(f"{row['name']}: macro F1 {row['mean']['f1_macro']:.4f} ± {row['std']['f1_macro']:.4f} over "
+              f"{len(row['runs'])} seeds")
+    if s.get("seeds"):
+        print(f"McNemar's exact test, {s['seeds']['test']['a']} against {s['seeds']['test']['b']}: "
+              f"{s['seeds']['test']['verdict']}")
     print(f"Comparison: {Path(s['out_dir']) / 'comparison.md'}")
     return 0
 
@@ -167,6 +179,9 @@ def _add_compare_parser(sub) -> None:
                    help="experiment files; their runs are trained when missing and reused when finished")
     add_config_args(p, every=True)
     p.add_argument("--overwrite", action="store_true", help="retrain runs whose saved config differs")
+    p.add_argument("--seeds", type=int, metavar="N", help="train each --config with N seeds (its seed, +1, ...; "
+                   "into NAME-seedS, finished runs reused): mean ± std of every metric, and McNemar's exact test "
+                   "of the two best on the same validation images")
     add_out(p, "outputs/comparison", "folder for the comparison (default: outputs/comparison)")
     add_device(p, "the inference timing")
     p.set_defaults(func=cmd_compare)

@@ -66,14 +66,18 @@ def ensure_run(cfg: Config, overwrite: bool = False, action: str = "") -> Tuple[
 
 
 def runs_from_configs(paths: Sequence[str], overrides: Sequence[str] = (), overwrite: bool = False) -> List[Path]:
-    """Run folders of the given config files (every override applied to each), training what is missing.
+    """Run folders of the given config files (every override applied to each), training what is missing."""
+    return train_missing(paths, [load_config(p, overrides) for p in paths], overwrite)
+
+
+def train_missing(paths: Sequence[str], cfgs: Sequence[Config], overwrite: bool = False) -> List[Path]:
+    """Run folders of ``cfgs`` (read from ``paths``, which messages name), training what is missing.
 
     Everything that would stop a run (its config, data and starting weights) is checked for every config
     before the first one trains."""
     from emoclf.models import check_model_name
     from emoclf.models.factory import starting_state
 
-    cfgs = [load_config(p, overrides) for p in paths]
     for path, cfg in zip(paths, cfgs):
         try:
             check_model_name(cfg.model.name)
