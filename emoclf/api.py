@@ -14,19 +14,29 @@ from emoclf.config import Config, from_dict, load_config, parse_override, to_dic
 
 log = logging.getLogger("emoclf")
 Overrides = Union[None, Sequence[str], Mapping[str, Any]]
-_HANDLER_MARK = "_emoclf_api_handler"
+
+
+class ShowUntilConfigured(logging.StreamHandler):
+    """Shows emoclf's lines on stderr until the program sets up logging of its own, then steps aside for good."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:  # configured since: the program's choice from now on
+            log.removeHandler(self)
+            if log.level == logging.INFO:
+                log.setLevel(logging.NOTSET)
+            return
+        super().emit(record)
 
 
 def show_logs() -> None:
     """Make emoclf's progress lines (epochs, runs trained or reused) visible when the caller set up no logging.
 
-    A handler goes on the "emoclf" logger only when neither the root logger nor it has one, so that a program
-    that configures logging (the command line does) sees every line once, in its own format."""
+    A handler goes on the "emoclf" logger only while neither the root logger nor it has one, so that a program
+    that configures logging (the command line does) sees every line once, in its own format and level."""
     if logging.getLogger().handlers or log.handlers:
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = ShowUntilConfigured(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    setattr(handler, _HANDLER_MARK, True)
     log.addHandler(handler)
     if log.level == logging.NOTSET:
         log.setLevel(logging.INFO)

@@ -117,6 +117,9 @@ def test_logs_show_only_when_the_caller_configured_none(monkeypatch):
     show_logs()
     show_logs()
     assert len(lib.handlers) == 1 and lib.level == logging.INFO
+    monkeypatch.setattr(root, "handlers", [logging.NullHandler()])  # the program sets up logging later
+    logging.getLogger("emoclf.training.trainer").info("epoch 1/2")
+    assert lib.handlers == [] and lib.level == logging.NOTSET  # from then on its configuration alone decides
 
 
 @pytest.mark.slow
