@@ -30,7 +30,8 @@ def _row(fig, grid, row: int, col: int, ex, names: List[str]) -> None:
     who = f"face {row + 1}" if ex.record["faces"] else "whole image"
     ax = fig.add_subplot(grid[row, col])
     ax.imshow(ex.views[row])
-    ax.set_title(f"{who}: square crop" if ex.record["faces"] else "whole image, as the model frames it", fontsize=9)
+    kind = "crop framed by landmarks" if item.get("landmarks") else "square crop"
+    ax.set_title(f"{who}: {kind}" if ex.record["faces"] else "whole image, as the model frames it", fontsize=9)
     ax.axis("off")
     for t, k in enumerate(ex.classes[row]):
         name = names[int(k)]
