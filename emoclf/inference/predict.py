@@ -108,6 +108,7 @@ class Predictor:
         self.tta, _ = resolve_tta(self.loaded, tta)
         self.detector = detector
         self.margin = margin
+        self.align = align  # level the eyes of faces found with landmarks
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities for a uint8 batch in one pass (test-time augmented as the run scores, or as asked)."""
