@@ -143,3 +143,19 @@ def test_a_bare_face_option_picks_the_measured_default():
     assert parser.parse_args(["explain", "photo.jpg", "--face", "haar"]).face == "haar"
     assert parser.parse_args(["evaluate", "run", "--face"]).face == ",".join(FACE_NAMES)
     assert parser.parse_args(["predict", "photo.jpg"]).face is None
+
+
+def test_framing_option_places_the_face(runs, my_photos, capsys):
+    _need_mtcnn()
+    photo = my_photos / "alegria" / "astronaut.jpg"
+    sides = []
+    for framing in ("0.5,0.38,0.40", "0.5,0.38,0.20"):
+        assert main(["predict", str(photo), "--run", str(runs.cnn), "--face", "mtcnn", "--json", "--no-figure",
+                     "--framing", framing]) == 0
+        sides.append(json.loads(capsys.readouterr().out)["faces"][0]["crop"][2])
+    assert 1.8 < sides[1] / sides[0] < 2.2  # half the eyes-to-mouth share: twice the side
+    with pytest.raises(SystemExit):
+        main(["predict", str(photo), "--run", str(runs.cnn), "--framing", "0.5,0.4"])
+    assert "three shares" in capsys.readouterr().err
+    assert main(["predict", str(photo), "--run", str(runs.cnn), "--face", "mtcnn", "--framing", "0.5,0.38,2"]) == 2
+    assert "eye_mouth" in capsys.readouterr().err

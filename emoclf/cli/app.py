@@ -77,8 +77,9 @@ def cmd_compare(args) -> int:
     for r in s["runs"]:
         print(f"{r['run']:<{width}}  accuracy {r['accuracy']:.4f}  macro F1 {r['f1_macro']:.4f}  "
               f"{r['inference_ms_per_image']:.2f} ms/image")
-    if s["warnings"]:
-        print(f"{len(s['warnings'])} warning(s): see above and in comparison.md")
+    warned = len(s["warnings"]) + len(s.get("collapsed", []))  # collapsed: runs that predict (nearly) one class
+    if warned:
+        print(f"{warned} warning(s): see above and in comparison.md")
     print(f"Best model by macro F1: {s['best']['run']} ({s['best']['run_dir']})")
     for row in s.get("seeds", {}).get("configs", []):
         print(f"{row['name']}: macro F1 {row['mean']['f1_macro']:.4f} ± {row['std']['f1_macro']:.4f} over "
@@ -94,6 +95,7 @@ def cmd_predict(args) -> int:
     """emoclf predict: scores per image (and per face with --haar), figures, CSV or JSON Lines; video, webcam."""
     from pathlib import Path
 
+    from emoclf.cli.faces import framing_of
     from emoclf.inference.onnx_predict import make_predictor
     from emoclf.inference.predict import describe_prediction, predict_inputs
     from emoclf.runs.folder import as_run_list, default_run
@@ -103,8 +105,9 @@ def cmd_predict(args) -> int:
     run, why = (args.run, "--run") if args.run else default_run(Path(args.runs_dir))
     runs = as_run_list(run)
     shown = runs[0] if len(runs) == 1 else f"ensemble of {' + '.join(map(str, runs))}"
+    framing = framing_of(args)  # --align, --margin, --framing: checked before the model loads
     predictor = make_predictor(runs, args.backend, args.device, detector_of(args), args.margin, args.tta)
-    predictor.align = args.align  # --no-align: crops framed by the landmarks, not turned
+    predictor.framing = framing
     print(f"Using run: {shown} ({why})", file=info, flush=True)
     predict_media(args, predictor, videos, info)
     if not images:

@@ -45,6 +45,28 @@ def add_face_args(p: argparse.ArgumentParser, several: bool = False) -> None:
                    "alt_tree; or a Haar cascade XML file")
     p.add_argument("--align", action=argparse.BooleanOptionalAction, default=True, help="with landmarks (mtcnn), "
                    "turn each face so that its eyes are level before cropping (default: on)")
+    p.add_argument("--framing", type=framing_shares, metavar="X,Y,D", help="with landmarks: the eye centre's place "
+                   "across (X) and down (Y) the crop and the eyes-to-mouth distance (D), shares of the crop's side "
+                   "(default 0.5,0.38,0.40: FER2013's faces, measured)")
+
+
+def framing_shares(text: str):
+    """``--framing X,Y,D`` as three numbers."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"--framing takes three shares of the crop's side, X,Y,D (e.g. "
+                                         f"0.5,0.38,0.40); got {text!r}.")
+    return values
+
+
+def framing_of(args):
+    """The crop framing the options ask for (--align, --margin, --framing)."""
+    from emoclf.inference.align import Framing
+
+    return Framing(args.align, args.margin, *(args.framing or ()))
 
 
 def face_choices(args) -> List[str]:
@@ -94,13 +116,12 @@ def detector_of(args):
 
 def cmd_evaluate_faces(args) -> int:
     """emoclf evaluate RUN --face NAME[,NAME...]: labelled photos through each face crop (side by side for several)."""
-    from emoclf.inference.align import Framing
     from emoclf.inference.face_compare import compare_faces
     from emoclf.inference.face_eval import evaluate_cropped
 
     names = face_choices(args)
     check_face_options(args, names)
-    framing = Framing(align=args.align, margin=args.margin)
+    framing = framing_of(args)
     if len(names) == 1:
         m = evaluate_cropped(args.run, args.data, names[0], args.split, args.tta, args.device, args.out, framing,
                              detector_options(args, names[0]))

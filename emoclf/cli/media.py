@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Tuple
 
-from emoclf.cli.faces import add_face_args, detector_of
+from emoclf.cli.faces import add_face_args, detector_of, framing_of
 from emoclf.cli.options import add_device, add_json, add_out, add_run_choice
 from emoclf.utils.text import json_line
 
@@ -64,7 +64,7 @@ def cmd_explain(args) -> int:
     info = sys.stderr if args.json else sys.stdout
     run, why = (Path(args.run), "--run") if args.run else default_run(Path(args.runs_dir))
     explainer = Explainer(run, args.device, detector_of(args), args.margin)
-    explainer.predictor.align = args.align
+    explainer.predictor.framing = framing_of(args)
     print(f"Using run: {run} ({why})", file=info, flush=True)
     print(f"Grad-CAM layer: {explainer.layer_name}", file=info, flush=True)
 

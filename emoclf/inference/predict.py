@@ -109,6 +109,7 @@ class Predictor:
         self.detector = detector
         self.margin = margin
         self.align = align  # level the eyes of faces found with landmarks
+        self.framing = None  # an emoclf.inference.align.Framing: replaces align and margin
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities for a uint8 batch in one pass (test-time augmented as the run scores, or as asked)."""
@@ -129,7 +130,8 @@ class Predictor:
         is framed by the landmarks (eyes levelled unless ``align`` is off) when the detector gives them."""
         from emoclf.inference.align import Framing, find_face_crops
 
-        return find_face_crops(self.detector, img, Framing(getattr(self, "align", True), self.margin))
+        framing = getattr(self, "framing", None) or Framing(getattr(self, "align", True), self.margin)
+        return find_face_crops(self.detector, img, framing)
 
     def preprocess(self, img) -> np.ndarray:
         """A PIL image as the model's uint8 C x S x S input, with the run's validation preprocessing."""
