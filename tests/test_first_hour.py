@@ -315,3 +315,15 @@ def test_prediction_bars_show_the_names_the_run_saved(tmp_path, monkeypatch):
         t.get_text() for ax in fig.axes for t in ax.get_yticklabels() + [ax.title]) or real(fig, out))
     figures.plot_prediction(pred, list(scores), tmp_path / "me_pred.png")
     assert "alegria" in labels and "tristeza" in labels and "whole image: alegria (0.70)" in labels
+
+
+def test_compare_counts_a_collapsed_run_among_its_warnings(monkeypatch, capsys, tmp_path):
+    import emoclf.comparison.compare as compare
+    from emoclf.cli.app import main
+
+    row = {"run": "cnn", "accuracy": 0.14, "f1_macro": 0.04, "inference_ms_per_image": 1.0, "run_dir": "outputs/cnn"}
+    summary = {"runs": [row], "warnings": [], "collapsed": ["cnn: the model predicts happy for 100% ..."],
+               "best": row, "out_dir": str(tmp_path)}
+    monkeypatch.setattr(compare, "compare", lambda *a, **k: summary)
+    assert main(["compare", "outputs/cnn", "outputs/resnet18", "--out", str(tmp_path)]) == 0
+    assert "1 warning(s): see above and in comparison.md" in capsys.readouterr().out
