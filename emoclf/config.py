@@ -42,9 +42,6 @@ def preprocessing_crop(prep: dict, where: str = "the checkpoint") -> int:
 MAX_TEXT_VALUE = 4096  # characters of one text value (a path or a name): PATH_MAX on Linux
 
 
-MAX_TEXT_VALUE = 4096  # characters of one text value (a path or a name): PATH_MAX on Linux
-
-
 def setting(default: Any, doc: str, *, low: Optional[float] = None, high: Optional[float] = None,
             low_open: bool = False, high_open: bool = False, choices: Optional[Sequence[str]] = None) -> Any:
     """A config field with its documentation and the values it allows, written once.
