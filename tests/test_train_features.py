@@ -282,3 +282,16 @@ def test_validation_during_training_scores_the_centre_crop(crop_run):
     model, _ = ck.model_from_checkpoint(loaded_cfg)
     images = np.zeros((3, 1, 32, 32), dtype=np.uint8)
     assert predict_logits(model, images, norm, 2).shape == (3, 3)
+
+
+@pytest.mark.slow
+def test_the_feature_benchmark_prints_its_table(capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("benchmark_features", "scripts/benchmark_features.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--images", "20", "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    for row in ("off", "train.ema=0.999", "augment.crop=40", "SWA BatchNorm refresh", "scoring, tencrop at crop 40"):
+        assert row in out
