@@ -71,7 +71,7 @@ def framing_of(args):
 
 def face_choices(args) -> List[str]:
     """The face option names asked for: --face (a list for evaluate), or haar for --haar; ["none"] without."""
-    from emoclf.inference.face_eval import face_names
+    from emoclf.inference.face import face_names
 
     face = getattr(args, "face", None)
     if args.haar:

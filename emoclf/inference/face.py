@@ -5,7 +5,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image
@@ -163,3 +163,15 @@ def make_detector(name: str, **options):
 
         return MtcnnDetector(**options)
     raise ValueError(f"Unknown face detector {name!r}; choose one of {', '.join(FACE_NAMES)}.")
+
+
+def face_names(face: Union[str, Sequence[str]]) -> List[str]:
+    """``"none,haar"`` or ``["none", "haar"]`` as a checked list of FACE_NAMES, each once."""
+    names = [n.strip() for n in (face.split(",") if isinstance(face, str) else face) if n.strip()]
+    unknown = [n for n in names if n not in FACE_NAMES]
+    if unknown or not names:
+        raise ValueError(f"Unknown face detector {', '.join(map(repr, unknown)) or '(none given)'} in --face; "
+                         f"choose from {', '.join(FACE_NAMES)} (several separated by commas, e.g. none,haar).")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--face names a detector twice ({','.join(names)}); name each once.")
+    return names

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
 from emoclf.inference.align import Framing
-from emoclf.inference.face_eval import evaluate_cropped, face_names
+from emoclf.inference.face import face_names
+from emoclf.inference.face_eval import evaluate_cropped
 from emoclf.runs.folder import PREDICTIONS
 from emoclf.utils.files import atomic_path, atomic_write_text
 from emoclf.utils.plotting import pyplot, safe_plot, save_figure

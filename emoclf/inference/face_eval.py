@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from emoclf.data.dataset import Split, labelled_split
 from emoclf.data.imaging import load_array, open_image, preprocess_pil
 from emoclf.inference.align import Framing, face_crop
 from emoclf.inference.detection import Face
-from emoclf.inference.face import FACE_NAMES, make_detector
+from emoclf.inference.face import make_detector
 from emoclf.runs.ensemble import ensemble_dir, load_runs, resolve_tta
 from emoclf.runs.evaluation import evaluate_run, evaluation_folder
 from emoclf.runs.folder import BEST_CHECKPOINT, PREDICTIONS, as_run_list, skipped_note
@@ -28,18 +28,6 @@ from emoclf.utils.files import atomic_path, file_digest
 log = logging.getLogger(__name__)
 FACE_COLUMNS = ["detector", "fallback", "x", "y", "w", "h", "angle"]  # added to predictions.csv
 UNREADABLE = (OSError, ValueError, SyntaxError)
-
-
-def face_names(face: Union[str, Sequence[str]]) -> List[str]:
-    """``"none,haar"`` or ``["none", "haar"]`` as a checked list of FACE_NAMES, each once."""
-    names = [n.strip() for n in (face.split(",") if isinstance(face, str) else face) if n.strip()]
-    unknown = [n for n in names if n not in FACE_NAMES]
-    if unknown or not names:
-        raise ValueError(f"Unknown face detector {', '.join(map(repr, unknown)) or '(none given)'} in --face; "
-                         f"choose from {', '.join(FACE_NAMES)} (several separated by commas, e.g. none,haar).")
-    if len(set(names)) != len(names):
-        raise ValueError(f"--face names a detector twice ({','.join(names)}); name each once.")
-    return names
 
 
 def _largest(detector, img) -> Optional[Face]:
