@@ -89,9 +89,10 @@ def paired_test(first: Dict, second: Dict) -> Dict:
         pairs.append({"seed": seed, "a_only": b, "b_only": c, "images": n, "p_value": mcnemar_exact(b, c)})
     b, c = sum(p["a_only"] for p in pairs), sum(p["b_only"] for p in pairs)
     p = mcnemar_exact(b, c)
+    alone = sum(q["p_value"] < ALPHA for q in pairs)
     verdict = (f"The difference is larger than seed noise (p = {p:.3g} < {ALPHA})." if p < ALPHA else
                f"The difference is not larger than seed noise (p = {p:.3g} ≥ {ALPHA}): these runs cannot tell the "
-               f"two apart.")
+               f"two apart.") + f" {alone} of {len(pairs)} seed pairs alone reach p < {ALPHA}."
     return {"a": first["name"], "b": second["name"], "a_only": b, "b_only": c,
             "images": sum(q["images"] for q in pairs), "p_value": p, "alpha": ALPHA, "pairs": pairs,
             "verdict": verdict}
