@@ -54,7 +54,8 @@ def test_errors_are_exceptions_with_the_command_line_messages(api_run, capsys):
         emoclf.make_config(None, "train.epochs=3")
 
 
-def test_predict_takes_a_path_a_pil_image_or_an_array_and_matches_predict_json(api_run, small_faces, capsys):
+def test_predict_takes_a_path_a_pil_image_or_an_array_and_matches_predict_json(api_run, small_faces, capsys,
+                                                                               tmp_path):
     photo = sorted((small_faces / "validation" / "happy").iterdir())[0]
     predictor = emoclf.Predictor(api_run)
     by_path = predictor.predict(photo)
@@ -67,6 +68,12 @@ def test_predict_takes_a_path_a_pil_image_or_an_array_and_matches_predict_json(a
     for got in (by_pil, predictor.predict(rgb), predictor.predict(grey), predictor.predict(grey[..., None])):
         assert got["scores"] == by_path["scores"] and got["image"] is None
         assert (got["width"], got["height"]) == (by_path["width"], by_path["height"])
+    jpeg = tmp_path / "face.jpg"
+    Image.open(photo).save(jpeg)
+    with Image.open(jpeg) as img:  # a JpegImageFile, as opened: read from memory, not as a file object
+        got = predictor.predict(img)["scores"]
+    want = predictor.predict(jpeg)["scores"]  # from the file, libjpeg decodes straight to grey: last digits differ
+    assert got == {c: pytest.approx(p, abs=1e-4) for c, p in want.items()}
     assert predictor.class_names == ["angry", "happy", "sad"] == sorted(by_path["scores"])
     assert [r["image"] for r in predictor.predict_many([photo, str(photo)])] == [str(photo)] * 2
 
