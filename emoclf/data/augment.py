@@ -21,7 +21,9 @@ def norm_stats(grayscale: bool, mean: Optional[Sequence[float]], std: Optional[S
     channels = 1 if grayscale else 3
     mean = list(mean) if mean else (GRAY_MEAN if grayscale else IMAGENET_MEAN)
     std = list(std) if std else (GRAY_STD if grayscale else IMAGENET_STD)
-    return (mean * channels)[:channels] if len(mean) == 1 else mean, (std * channels)[:channels] if len(std) == 1 else std
+    mean = (mean * channels)[:channels] if len(mean) == 1 else mean
+    std = (std * channels)[:channels] if len(std) == 1 else std
+    return mean, std
 
 
 class Normalizer:

@@ -10,9 +10,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from emoclf.config import DataConfig, did_you_mean
 from emoclf.data import labels as lbl
 from emoclf.data.cache import default_cache_dir, load_images
-from emoclf.config import DataConfig, did_you_mean
 from emoclf.data.imaging import is_image_name
 
 log = logging.getLogger(__name__)
@@ -301,7 +301,8 @@ def _pick_split(root: Path, split: Optional[str]) -> Tuple[str, Path]:
     if split:
         wanted = canonical_split(split)
         if wanted not in dirs:
-            raise ValueError(f"No '{split}' split under {root}; found: {', '.join(dirs) or 'none (class folders only)'}.")
+            found = ", ".join(dirs) or "none (class folders only)"
+            raise ValueError(f"No '{split}' split under {root}; found: {found}.")
         return wanted, dirs[wanted]
     for name in ("validation", "test"):
         if name in dirs:

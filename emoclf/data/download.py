@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from emoclf.data import archive
-from emoclf.data import fercsv
-from emoclf.data import sources
+from emoclf.data import archive, fercsv, sources
 from emoclf.data import labels as lbl
-from emoclf.data.dataset import MARKER, is_hidden, subdirs, find_splits
+from emoclf.data.dataset import MARKER, find_splits, is_hidden, subdirs
 from emoclf.data.imaging import is_image_name
 from emoclf.utils.files import atomic_write_json
 from emoclf.utils.locks import FileLock, is_locked

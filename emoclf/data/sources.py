@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from emoclf.utils.version import __version__
 from emoclf.data.archive import HTML_HINT, folder_files
 from emoclf.data.fercsv import is_fer_csv
 from emoclf.utils.text import show
+from emoclf.utils.version import __version__
 
 DEFAULT_SOURCE = "https://drive.google.com/file/d/1aPHE00zkDhEV1waJKhaOJMdN6-lUc0iT/view?usp=sharing"
 DRIVE_HOSTS = {"drive.google.com", "docs.google.com", "drive.usercontent.google.com"}
@@ -119,7 +119,7 @@ def _fetch_drive(file_id: str, folder: Path) -> Path:
         import gdown
     except ImportError:
         raise RuntimeError(f"gdown is not installed (pip install gdown). {OFFLINE_HINT}") from None
-    kwargs = dict(id=file_id, output=str(folder) + os.sep, quiet=not sys.stderr.isatty())
+    kwargs = {"id": file_id, "output": str(folder) + os.sep, "quiet": not sys.stderr.isatty()}
     if "timeout" in inspect.signature(gdown.download).parameters:  # older gdown has no timeout and may wait forever
         kwargs["timeout"] = TIMEOUT_S
     try:
