@@ -565,3 +565,17 @@ def test_a_run_whose_figures_meet_a_full_disk_is_not_finished_and_resume_finishe
     monkeypatch.setattr(plotting, "save_figure", real)
     code, _, err = _cli(argv + ["--resume"], capsys)
     assert code == 0 and rf.is_finished(tmp_path / "figs") and (tmp_path / "figs" / "curves.png").is_file(), err
+
+
+def test_a_failed_evaluation_leaves_no_empty_folder(trained_run, faces, tmp_path, monkeypatch):
+    from emoclf.runs import scoring
+    from emoclf.runs.evaluation import evaluate_run
+
+    def full_disk(out_dir, *args, **kwargs):
+        Path(out_dir).mkdir(parents=True)  # as the first atomic write does, before the disk turns out to be full
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(scoring, "write_eval_files", full_disk)
+    with pytest.raises(OSError):
+        evaluate_run(trained_run, data=str(faces), out=str(tmp_path / "scores"))
+    assert not any((tmp_path / "scores").glob("*")), list((tmp_path / "scores").glob("*"))

@@ -54,7 +54,27 @@ class Scored:
 
 def score(model: nn.Module, norm: Normalizer, split: Split, class_names: List[str], batch_size: int,
           tta: str, dtype, target: Scored) -> Dict:
-    """Predict a split, time it, write metrics files, plots and report.md; return the metrics."""
+    """Predict a split, time it, write metrics files, plots and report.md; return the metrics.
+
+    A folder that this call creates is removed again when it fails before writing anything into it."""
+    created = not Path(target.out_dir).exists()
+    try:
+        return _score(model, norm, split, class_names, batch_size, tta, dtype, target)
+    except BaseException:
+        if created:
+            _remove_if_empty(Path(target.out_dir))
+        raise
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only an empty folder: anything written stays, to be looked at
+    except OSError:
+        pass
+
+
+def _score(model: nn.Module, norm: Normalizer, split: Split, class_names: List[str], batch_size: int,
+           tta: str, dtype, target: Scored) -> Dict:
     start = time.perf_counter()
     logits = predict_logits(model, split.images, norm, batch_size, dtype, tta=tta, desc="scoring")
     elapsed = time.perf_counter() - start
