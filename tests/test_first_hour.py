@@ -247,6 +247,15 @@ def test_the_dataset_s_own_class_names_are_shown_when_asked(tmp_path, monkeypatc
     monkeypatch.setattr(figures, "heatmap", lambda ax, m, names, *a: drawn.append(names) or real(ax, m, names, *a))
     figures.plot_run(run, "again")
     assert drawn and all(names[0] == shown for names in drawn)  # the confusion matrices too
+    from emoclf.inference import explain_figures
+    from emoclf.inference.explain import Explainer, explain_inputs
+
+    bars = []
+    monkeypatch.setattr(explain_figures, "score_bars", lambda ax, scores, label, title, names=None:
+                        bars.append((title, names)))
+    photo = next((data / "validation").rglob("*.png"))
+    explain_inputs(Explainer(run, device="cpu"), [str(photo)], tmp_path / "cam", all_classes=True)
+    assert bars and bars[0][1]["happy"] == shown  # and the Grad-CAM figure's bars
 
 
 def test_inspect_figures_show_the_dataset_s_own_class_names(tmp_path, monkeypatch):

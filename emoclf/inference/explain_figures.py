@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import numpy as np
 
-from emoclf.inference.figures import score_bars, show_original
+from emoclf.inference.figures import score_bars, show_original, shown_names
 from emoclf.utils.plotting import pyplot, safe_plot, save_figure
 
 ALPHA = 0.45  # heat map opacity: the face stays recognisable under it
@@ -25,7 +25,7 @@ def _overlay(ax, view, cam: np.ndarray, title: str, winner: bool) -> None:
     ax.axis("off")
 
 
-def _row(fig, grid, row: int, col: int, ex, names: List[str]) -> None:
+def _row(fig, grid, row: int, col: int, ex, names: List[str], shown: Dict[str, str]) -> None:
     item = ex.record["faces"][row] if ex.record["faces"] else ex.record
     who = f"face {row + 1}" if ex.record["faces"] else "whole image"
     ax = fig.add_subplot(grid[row, col])
@@ -36,9 +36,9 @@ def _row(fig, grid, row: int, col: int, ex, names: List[str]) -> None:
     for t, k in enumerate(ex.classes[row]):
         name = names[int(k)]
         _overlay(fig.add_subplot(grid[row, col + 1 + t]), ex.views[row], ex.maps[row, t],
-                 f"Grad-CAM: {name} {item['scores'][name]:.2f}", name == item["label"])
+                 f"Grad-CAM: {shown.get(name, name)} {item['scores'][name]:.2f}", name == item["label"])
     score_bars(fig.add_subplot(grid[row, col + 1 + len(ex.classes[row])]), item["scores"], item["label"],
-                f"{who}: {item['label']} ({item['score']:.2f})")
+               f"{who}: {shown.get(item['label'], item['label'])} ({item['score']:.2f})", shown)
 
 
 @safe_plot
@@ -53,8 +53,9 @@ def plot_explanation(ex, class_names: List[str], out: Path) -> Path:
     grid = fig.add_gridspec(rows, len(ratios), width_ratios=ratios)
     if lead:
         show_original(fig.add_subplot(grid[:, 0]), ex.original, ex.record)
+    shown = shown_names(ex.record, class_names)  # the class names the run chose to show (output.class_names)
     for row in range(rows):
-        _row(fig, grid, row, lead, ex, class_names)
+        _row(fig, grid, row, lead, ex, class_names, shown)
     fig.suptitle(f"{Path(ex.record['image']).name}  |  run {Path(ex.record['run']).name}  |  Grad-CAM on "
                  f"{ex.layer}", fontsize=10)
     fig.tight_layout()
