@@ -579,3 +579,14 @@ def test_a_failed_evaluation_leaves_no_empty_folder(trained_run, faces, tmp_path
     with pytest.raises(OSError):
         evaluate_run(trained_run, data=str(faces), out=str(tmp_path / "scores"))
     assert not any((tmp_path / "scores").glob("*")), list((tmp_path / "scores").glob("*"))
+
+
+def test_a_diverged_loss_leaves_valid_json_and_a_readable_report(tmp_path):
+    from emoclf.runs.report import write_run_report
+    from emoclf.utils.files import atomic_write_json
+
+    atomic_write_json(tmp_path / "metrics.json", {"accuracy": 0.5, "loss": float("nan"), "x": [float("inf"), 1.0]})
+    text = (tmp_path / "metrics.json").read_text()
+    assert json.loads(text) == {"accuracy": 0.5, "loss": None, "x": [None, 1.0]} and "NaN" not in text
+    write_run_report(tmp_path, "diverged")
+    assert "| loss (cross-entropy) | n/a |" in (tmp_path / "report.md").read_text()

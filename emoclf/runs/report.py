@@ -75,7 +75,7 @@ def metrics_table(m: Dict) -> List[str]:
         ("top-2 accuracy", percent(m.get("top2_accuracy"))),
         ("macro F1", percent(m.get("f1_macro"))),
         ("weighted F1", percent(m.get("f1_weighted"))),
-        ("loss (cross-entropy)", f"{m.get('loss', float('nan')):.4f}"),
+        ("loss (cross-entropy)", f"{m['loss']:.4f}" if isinstance(m.get("loss"), (int, float)) else "n/a"),
         ("images scored", str(m.get("num_images", "n/a"))),
     ]
     for key, label in (("num_params", "parameters"), ("model_size_mb", "model size (MB)"),

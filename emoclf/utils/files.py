@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, List
 
+from emoclf.utils.text import finite_json
+
 TMP_SUFFIX = ".tmp"
 
 
@@ -117,8 +119,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """Write JSON atomically; NaN and infinities (a diverged loss) are written as null, so the file stays JSON."""
+    atomic_write_text(path, json.dumps(finite_json(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def save_checkpoint(obj: dict, path: Path) -> None:
