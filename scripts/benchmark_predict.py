@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Predict latency per 640x480 photo: the PyTorch path against the exported ONNX model under onnxruntime.
 
-For each model, times ``predict_file`` end to end (decode, optional Haar face detection and crop, resize,
-inference, record) and prints the median and 90th percentile over --repeats calls after --warmup calls,
-with and without --haar. With --cold it also times a whole ``emoclf predict`` process per backend, where
-the ONNX path skips importing torch. Latency does not depend on the weights, so by default the runs are
+For each model, times ``predict_file`` end to end (decode, face detection and crop with each --face option,
+resize, inference, record) and prints the median and 90th percentile over --repeats calls after --warmup calls,
+for every face option (none, haar, mtcnn). With --cold it also times a whole ``emoclf predict`` process per
+backend, where the ONNX path skips importing torch. Latency does not depend on the weights, so by default the runs are
 untrained models built from configs/cnn.yaml and configs/mobilenet_v3.yaml; pass --run to time your own.
 
     python scripts/benchmark_predict.py --repeats 50 --cold 3
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from emoclf.inference.export import export_run  # noqa: E402
-from emoclf.inference.face import FaceDetector  # noqa: E402
+from emoclf.inference.face import FACE_NAMES, make_detector  # noqa: E402
 from emoclf.inference.onnx_predict import make_predictor  # noqa: E402
 
 CONFIGS = {"cnn": "configs/cnn.yaml", "mobilenet_v3_small": "configs/mobilenet_v3.yaml"}
@@ -97,26 +97,25 @@ def main() -> None:
         tmp = Path(tmp)
         runs = [Path(r) for r in args.run] if args.run else [untrained_run(n, tmp) for n in CONFIGS]
         image = Path(args.image) if args.image else photo(tmp)
-        detector = FaceDetector()
         print(f"image {image.name} {Image.open(image).size[0]}x{Image.open(image).size[1]}, median (p90) ms per "
               f"image over {args.repeats} calls after {args.warmup}\n")
-        print("| model | input | haar | PyTorch ms | ONNX Runtime ms | speed-up | faces |")
+        print("| model | input | --face | PyTorch ms | ONNX Runtime ms | speed-up | faces |")
         print("| --- | --- | --- | --- | --- | --- | --- |")
         for run in runs:
             onnx_file = export_run(run, "onnx", tmp / f"{run.name}.onnx", force=True)
-            for haar in (False, True):
-                row = []
+            for face in FACE_NAMES:
+                detector, row = make_detector(face), []
                 for target in (run, onnx_file):
-                    pred = make_predictor(target, "torch", "cpu", detector if haar else None, tta="none")
+                    pred = make_predictor(target, "torch", "cpu", detector, tta="none")
                     row.append(latency(pred, image, args.repeats, args.warmup))
                 (t_med, t_p90, rec), (o_med, o_p90, _) = row
                 size = pred.prep["image_size"]  # pred: the ONNX predictor, made last
                 print(f"| {pred.meta['model_name']} | {size}x{size} {pred.meta['color_mode']} | "
-                      f"{'yes' if haar else 'no'} | {t_med:.2f} ({t_p90:.2f}) | {o_med:.2f} ({o_p90:.2f}) | "
+                      f"{face} | {t_med:.2f} ({t_p90:.2f}) | {o_med:.2f} ({o_p90:.2f}) | "
                       f"{t_med / o_med:.2f}x | {len(rec['faces'])} |", flush=True)
             if args.cold:
                 t, o = (cold_start(target, image, args.cold) for target in (run, onnx_file))
-                print(f"|   whole `emoclf predict` process, {run.name} | | no | {t:.2f} s | {o:.2f} s | "
+                print(f"|   whole `emoclf predict` process, {run.name} | | none | {t:.2f} s | {o:.2f} s | "
                       f"{t / o:.2f}x | |", flush=True)
 
 
