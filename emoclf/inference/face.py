@@ -10,7 +10,7 @@ from typing import List, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from emoclf.inference.detection import Box, Face
+from emoclf.inference.detection import Box, Face, downscaled, load_opencv
 
 # OpenCV's frontal-face cascades by short name. The defaults ("alt", scale factor 1.2, 3 neighbours) come from
 # scripts/benchmark_face.py: against "default" at 1.1 / 6 they found more faces over a range of sizes (alt's window
@@ -22,16 +22,8 @@ DEFAULT_CASCADE = "alt"
 
 
 def load_cv2():
-    """OpenCV 4.x, or an error that says how to install it."""
-    try:
-        import cv2
-    except ImportError as exc:
-        raise RuntimeError(f"Face detection needs OpenCV 4.x ({exc}). Install it with "
-                           f"pip install 'opencv-python>=4.8,<5'.") from None
-    if not hasattr(cv2, "CascadeClassifier"):
-        raise RuntimeError(f"OpenCV {getattr(cv2, '__version__', '?')} has no CascadeClassifier (OpenCV 5 removed "
-                           f"the Haar cascades). Install OpenCV 4: pip install 'opencv-python>=4.8,<5'.")
-    return cv2
+    """OpenCV 4.x with its Haar cascades, or an error that says how to install it."""
+    return load_opencv("CascadeClassifier", "CascadeClassifier (OpenCV 5 removed the Haar cascades)")
 
 
 def default_cascade_path(name: str = DEFAULT_CASCADE) -> Path:
@@ -92,13 +84,8 @@ class FaceDetector:
 
     def detect(self, img: Image.Image) -> List[Box]:
         """Face boxes [x, y, w, h] in ``img``'s pixels, largest first."""
-        gray = img.convert("L")
-        w, h = gray.size
-        scale = 1.0
-        if self.detect_size and max(w, h) > self.detect_size:
-            # Haar cost grows with the pixel count: a downscaled copy is several times faster.
-            scale = max(w, h) / self.detect_size
-            gray = gray.resize((max(1, round(w / scale)), max(1, round(h / scale))), Image.Resampling.BILINEAR)
+        w, h = img.size
+        gray, scale = downscaled(img.convert("L"), self.detect_size)
         # The smallest pyramid levels cost the most (most windows): skipping faces below min_face saves them.
         side = math.ceil(self.min_face / scale)
         found = self._classifier.detectMultiScale(np.asarray(gray, dtype=np.uint8), scaleFactor=self.scale_factor,

