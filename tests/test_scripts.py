@@ -121,7 +121,10 @@ def test_predict_benchmark_prints_its_table():
     pytest.importorskip("onnxruntime")
     out = _python_script("benchmark_predict.py", "--repeats", "2", "--warmup", "1")
     rows = [line for line in out.splitlines() if line.startswith("| cnn") or line.startswith("| mobilenet")]
-    assert len(rows) == 4  # two models, with and without --haar
+    from emoclf.inference.face import FACE_NAMES
+
+    assert len(rows) == 2 * len(FACE_NAMES)  # two models, each face option
+    assert [r.split("|")[3].strip() for r in rows[:len(FACE_NAMES)]] == list(FACE_NAMES)
     assert all(float(r.split("|")[4].split()[0]) > 0 for r in rows)
 
 
