@@ -110,3 +110,21 @@ def runs(dataset, tmp_path_factory) -> Runs:
     cnn = train(load_config(str(CONFIGS / "cnn.yaml"), overrides))
     rgb = train(load_config(str(rgb_config), overrides))
     return Runs(dataset, out, overrides, cnn, rgb, rgb_config)
+
+
+def train_interrupted_after(cfg, epoch: int, monkeypatch) -> None:
+    """Train ``cfg`` and stop it with a KeyboardInterrupt right after epoch ``epoch`` was saved."""
+    from emoclf.training import trainer as train_mod
+
+    original = train_mod.Trainer.end_epoch
+
+    def interrupt(self, row):
+        stop = original(self, row)
+        if row["epoch"] == epoch:
+            raise KeyboardInterrupt
+        return stop
+
+    monkeypatch.setattr(train_mod.Trainer, "end_epoch", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod.train(cfg)
+    monkeypatch.setattr(train_mod.Trainer, "end_epoch", original)

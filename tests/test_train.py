@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import fast_config
+from conftest import fast_config, train_interrupted_after
 
 from emoclf.data.synthetic import SPANISH, make_dataset
 from emoclf.runs.evaluation import evaluate_run
@@ -77,18 +77,7 @@ def test_curves_of_a_short_run_tick_whole_epochs_only(trained_run, tmp_path, mon
 
 def test_resume_after_interruption_repeats_the_same_history(small_faces, tmp_path, monkeypatch):
     full = train(fast_config(small_faces, tmp_path, "full", epochs=4))
-    original = train_mod.Trainer.end_epoch
-
-    def interrupt_after_two(self, row):
-        stop = original(self, row)
-        if row["epoch"] == 2:
-            raise KeyboardInterrupt
-        return stop
-
-    monkeypatch.setattr(train_mod.Trainer, "end_epoch", interrupt_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(fast_config(small_faces, tmp_path, "cut", epochs=4))
-    monkeypatch.setattr(train_mod.Trainer, "end_epoch", original)
+    train_interrupted_after(fast_config(small_faces, tmp_path, "cut", epochs=4), 2, monkeypatch)
     assert len(_history(tmp_path / "cut")) == 2 and not (tmp_path / "cut" / "metrics.json").exists()
     with pytest.raises(ValueError, match="--resume"):
         train(fast_config(small_faces, tmp_path, "cut", epochs=4))

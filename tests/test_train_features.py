@@ -10,14 +10,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import fast_config
+from conftest import fast_config, train_interrupted_after
 
 from emoclf.config import AugmentConfig, load_config, preprocessing_crop
 from emoclf.data.augment import BatchAugment, BatchMix, Normalizer, mixed_targets
 from emoclf.engine import predict_logits, tta_views
 from emoclf.runs import checkpoint as ck
 from emoclf.runs.evaluation import evaluate_run
-from emoclf.training import trainer as train_mod
 from emoclf.training.averaging import WeightEMA, WeightSWA, ema_decay
 from emoclf.training.optim import make_optimizer, mixed_loss, scheduled_lr
 from emoclf.training.trainer import train
@@ -171,18 +170,7 @@ def _history(run_dir):
                          ids=["ema-mixup-crop", "swa-cutmix"])
 def test_a_resumed_run_with_averaged_weights_equals_an_uninterrupted_one(small_faces, tmp_path, monkeypatch, extra):
     full = train(fast_config(small_faces, tmp_path, "full", epochs=3, extra=extra))
-    original = train_mod.Trainer.end_epoch
-
-    def interrupt_after_two(self, row):
-        stop = original(self, row)
-        if row["epoch"] == 2:
-            raise KeyboardInterrupt
-        return stop
-
-    monkeypatch.setattr(train_mod.Trainer, "end_epoch", interrupt_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(fast_config(small_faces, tmp_path, "cut", epochs=3, extra=extra))
-    monkeypatch.setattr(train_mod.Trainer, "end_epoch", original)
+    train_interrupted_after(fast_config(small_faces, tmp_path, "cut", epochs=3, extra=extra), 2, monkeypatch)
     last = ck.read(tmp_path / "cut" / "last.pt")
     average = "ema_state" if "train.ema=0.9" in extra else "swa_state"  # SWA averages epochs 2 and 3
     assert average in last and "train_model_state" in last  # the average is scored, the trained weights resume
