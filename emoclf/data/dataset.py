@@ -10,10 +10,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from emoclf.config import DataConfig, did_you_mean
+from emoclf.config import DataConfig
 from emoclf.data import labels as lbl
 from emoclf.data.cache import default_cache_dir, load_images
 from emoclf.data.imaging import is_image_name
+from emoclf.utils.text import did_you_mean
 
 log = logging.getLogger(__name__)
 
