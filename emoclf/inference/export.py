@@ -11,6 +11,7 @@ from typing import Dict, Optional
 
 from emoclf.config import check_class_names, check_preprocessing
 from emoclf.runs.folder import BEST_CHECKPOINT
+from emoclf.utils.extras import require_extra
 from emoclf.utils.version import __version__
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ INPUT_DOC = ("float32 N x C x S x S: the image resized to image_size x image_siz
              "image_size; raw pixel values 0..255, RGB channel order or one gray channel; scaling to 0..1 and the "
              "mean/std normalization happen inside the model")
 OUTPUT_DOC = "float32 N x K softmax probabilities (each row sums to 1), columns in class_names order"
-ONNX_HINT = "Install the ONNX extras: pip install 'emoclf[onnx]' (onnx, onnxruntime, onnxscript)."
+ONNX_PACKAGES = "onnx, onnxruntime, onnxscript"  # what emoclf[onnx] installs
 
 
 def check_format(fmt: str) -> str:
@@ -36,11 +37,7 @@ def check_format(fmt: str) -> str:
 
 def require_onnx():
     """The onnx package, or a ValueError that says how to install it."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ValueError(f"Exporting to ONNX needs the onnx package ({exc}). {ONNX_HINT}") from None
-    return onnx
+    return require_extra("onnx", "onnx", "Exporting to ONNX", packages=ONNX_PACKAGES)
 
 
 def metadata(loaded, fmt: str) -> Dict:

@@ -18,6 +18,7 @@ from emoclf.config import (  # torch-free
 )
 from emoclf.inference.predict import Predictor
 from emoclf.runs.folder import as_run_list
+from emoclf.utils.extras import require_extra
 from emoclf.utils.text import show
 
 log = logging.getLogger(__name__)
@@ -26,12 +27,7 @@ NEEDED_KEYS = ("class_names", "image_size", "grayscale", "aspect", "input_name",
 
 
 def _ort():
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise ValueError(f"The ONNX backend needs onnxruntime ({exc}). Install the ONNX extras: "
-                         f"pip install 'emoclf[onnx]'.") from None
-    return onnxruntime
+    return require_extra("onnxruntime", "onnx", "The ONNX backend")
 
 
 def _providers(ort, device: str) -> List[str]:

@@ -15,6 +15,7 @@ import yaml
 
 from emoclf.config import Config, load_config, save_config, to_dict
 from emoclf.search.space import Dimension, as_overrides, check_space, read_space
+from emoclf.utils.extras import require_extra
 from emoclf.utils.files import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,7 @@ TUNE_MD = "tune.md"
 
 def optuna():
     """The optuna module, or an error naming the install command."""
-    try:
-        import optuna as module
-    except ImportError as exc:
-        raise ValueError(f"emoclf tune needs Optuna ({exc}). Install it with: pip install 'emoclf[tune]'.") from None
+    module = require_extra("optuna", "tune", "emoclf tune")
     module.logging.set_verbosity(module.logging.WARNING)
     return module
 

@@ -14,6 +14,7 @@ from typing import Dict
 
 from emoclf.config import Config, to_dict
 from emoclf.runs.folder import CONFUSION_PNG, METRICS, TENSORBOARD_DIR, TRACKERS
+from emoclf.utils.extras import require_extra
 from emoclf.utils.files import atomic_write_json
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,8 @@ class TensorBoardTracker:
     name = "tensorboard"
 
     def __init__(self, cfg: Config, run_dir: Path, ids: Dict, start_epoch: int):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError as exc:
-            raise ImportError(f"TensorBoard logging needs the tensorboard package ({exc}). Install it with "
-                              f"pip install 'emoclf[tensorboard]'.") from None
+        SummaryWriter = require_extra("torch.utils.tensorboard", "tensorboard", "TensorBoard logging",
+                                      ImportError).SummaryWriter
         # purge_step: a resumed run drops what a killed process logged after the epoch it resumes from.
         self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=start_epoch + 1 if start_epoch else None)
         self.cfg, self.ids = cfg, {"log_dir": TENSORBOARD_DIR}
@@ -93,11 +91,7 @@ class MlflowTracker:
     name = "mlflow"
 
     def __init__(self, cfg: Config, run_dir: Path, ids: Dict, start_epoch: int):
-        try:
-            from mlflow.tracking import MlflowClient
-        except ImportError as exc:
-            raise ImportError(f"MLflow logging needs the mlflow package ({exc}). Install it with "
-                              f"pip install 'emoclf[mlflow]'.") from None
+        MlflowClient = require_extra("mlflow.tracking", "mlflow", "MLflow logging", ImportError).MlflowClient
         # A server that is down should cost seconds, not the minutes of MLflow's default retries.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
