@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from typing import List, Optional
 
+from emoclf.cli.exits import run_command
 from emoclf.cli.help import describe_commands
 from emoclf.cli.media import add_explain_parser, add_face_args, add_media_args, detector_of, predict_media, split_media
 from emoclf.cli.options import add_config_args, add_device, add_json, add_out, add_run_choice, add_tta
 from emoclf.cli.serve import add_serve_parser
 from emoclf.cli.tune import add_tune_parser
-from emoclf.utils.text import json_line, show
+from emoclf.utils.text import json_line
 from emoclf.utils.version import __version__
 
 log = logging.getLogger("emoclf")
@@ -279,23 +279,6 @@ def _setup_logging(quiet: bool) -> None:
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
-MAX_MESSAGE = 2000  # characters of an error message: a huge value in a file must not flood the terminal
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's stop, `kill`): ended like Ctrl-C, with a message, temporary files removed."""
-
-
-def _stop_on_sigterm():
-    """Turn SIGTERM into :class:`Terminated`; the previous handler, or None where none can be set."""
-    def stop(signum, frame):
-        raise Terminated()
-    try:
-        return signal.signal(signal.SIGTERM, stop)
-    except (ValueError, AttributeError, OSError):  # not the main thread, or no SIGTERM here
-        return None
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``emoclf`` console script."""
     parser = build_parser()
@@ -306,37 +289,4 @@ def main(argv: Optional[List[str]] = None) -> int:
     _setup_logging(args.quiet)
     for stream in (sys.stdout, sys.stderr):  # a file name that is not valid UTF-8 is printed, never fatal
         getattr(stream, "reconfigure", lambda **_: None)(errors="backslashreplace")
-    previous = _stop_on_sigterm()
-    try:
-        return args.func(args)
-    except Terminated:
-        print(f"emoclf {args.command}: stopped by SIGTERM. A training run continues with --resume; nothing "
-              f"half-written was left.", file=sys.stderr)
-        return 143
-    except ModuleNotFoundError as exc:
-        package = (exc.name or "emoclf").split(".")[0]
-        if package == "emoclf":
-            raise
-        if package in getattr(sys, "stdlib_module_names", ()):
-            print(f"emoclf {args.command}: error: Python's own module '{package}' is missing from {sys.executable} "
-                  f"(a Python built without it). Use a complete Python installation.", file=sys.stderr)
-            return 2
-        print(f"emoclf {args.command}: error: the package '{package}' is missing from {sys.executable}. Install "
-              f"emoclf with its dependencies: pip install -e . in the project folder (./run_pipeline.sh does it "
-              f"unless --no-install).", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
-        print(f"emoclf {args.command}: error: {show(exc, False, MAX_MESSAGE)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        hint = {"download": "Nothing half-done was installed; run it again.", "inspect": "No partial report was left.",
-                "export": "No partial file was left.", "tune": "Run it again: the study continues."}.get(
-            args.command, "A training run continues with --resume.")
-        print(f"emoclf {args.command}: interrupted. {hint}", file=sys.stderr)
-        return 130
-    except (RuntimeError, OSError) as exc:
-        print(f"emoclf {args.command}: failed: {show(exc, False, MAX_MESSAGE)}", file=sys.stderr)
-        return 1
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    return run_command(args)

@@ -1,4 +1,4 @@
-"""One pass of optimisation over the training set: the loop every model shares."""
+"""One pass of optimisation over the training set (the loop every model shares), its progress bar and deadline."""
 from __future__ import annotations
 
 import time
@@ -13,6 +13,7 @@ from emoclf.data.augment import BatchAugment, BatchMix, Normalizer
 from emoclf.engine import autocast
 from emoclf.training.averaging import WeightEMA
 from emoclf.training.optim import mixed_loss
+from emoclf.utils import distributed as dd
 
 
 @dataclass
@@ -55,6 +56,40 @@ class EpochResult:
     y_true: np.ndarray
     y_pred: np.ndarray
     seconds: float
+
+
+class Progress:
+    """tqdm bar over one epoch with live loss and accuracy (synchronising with the GPU only every few steps)."""
+
+    def __init__(self, total: int, desc: str, enabled: bool = True):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None if enabled else True,
+                        dynamic_ncols=True)
+        self.steps, self.loss, self.correct, self.seen = 0, 0.0, 0, 0
+
+    def __call__(self, n: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.bar.update(n)
+        self.steps += 1
+        if self.bar.disable or self.steps % 25:  # reading the loss waits for the GPU: not every step
+            return
+        self.loss = float(loss)
+        self.correct += int((logits.argmax(1) == y).sum())
+        self.seen += n
+        self.bar.set_postfix(loss=f"{self.loss:.3f}", acc=f"{self.correct / max(self.seen, 1):.3f}")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def until_deadline(steps, deadline: float, info: dd.DistInfo):
+    """Stop at the deadline, after at least one step (an epoch is never empty); under torchrun every process
+    stops at the same step (the slowest one's verdict)."""
+    for i, idx in enumerate(steps):
+        late = i > 0 and time.perf_counter() >= deadline
+        if dd.all_sum([float(late)], info)[0] > 0:
+            return
+        yield idx
 
 
 def train_epoch(learner: Learner, images, labels, order_batches: Iterable[np.ndarray], gen: torch.Generator,

@@ -41,7 +41,7 @@ from emoclf.runs.folder import (
 from emoclf.runs.metrics import compute_metrics, f1_scores
 from emoclf.runs.scoring import finalize_run
 from emoclf.training.averaging import Averages
-from emoclf.training.epoch import Learner, train_epoch
+from emoclf.training.epoch import Learner, Progress, train_epoch, until_deadline
 from emoclf.training.loggers import Trackers
 from emoclf.training.optim import make_loss, make_optimizer, scheduled_lr
 from emoclf.utils import distributed as dd
@@ -65,30 +65,6 @@ class LoopState:
     stopped: str = ""
     channels_last: bool = False
     last_share: float = 1.0  # share of the last epoch's training images seen (under 1: cut by the time limit)
-
-
-class Progress:
-    """tqdm bar over one epoch with live loss and accuracy (synchronising with the GPU only every few steps)."""
-
-    def __init__(self, total: int, desc: str, enabled: bool = True):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit="img", leave=False, disable=None if enabled else True,
-                        dynamic_ncols=True)
-        self.steps, self.loss, self.correct, self.seen = 0, 0.0, 0, 0
-
-    def __call__(self, n: int, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        self.bar.update(n)
-        self.steps += 1
-        if self.bar.disable or self.steps % 25:  # reading the loss waits for the GPU: not every step
-            return
-        self.loss = float(loss)
-        self.correct += int((logits.argmax(1) == y).sum())
-        self.seen += n
-        self.bar.set_postfix(loss=f"{self.loss:.3f}", acc=f"{self.correct / max(self.seen, 1):.3f}")
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def _write_history(run_dir: Path, history: List[Dict]) -> None:
@@ -227,7 +203,7 @@ class Trainer:
         per_epoch, planned = max(len(steps), 1), sum(len(b) for b in steps)
         on_step = lambda i: self._set_lr(e + i / per_epoch, started)  # noqa: E731
         if deadline is not None:
-            steps = _until(steps, deadline, self.dist)
+            steps = until_deadline(steps, deadline, self.dist)
         bar = Progress(len(order), f"epoch {e + 1}/{cfg.train.epochs}", self.dist.is_main)
         try:
             learner = Learner(self.model, self.optimizer, self.loss_fn, self.scaler, self.dtype, self.norm,
@@ -319,16 +295,6 @@ def _device(name: str, info: dd.DistInfo) -> torch.device:
                              f"or --set train.device=cpu.")
         device = torch.device("cuda", info.local_rank) if device.index is None else device
     return device
-
-
-def _until(steps, deadline: float, info: dd.DistInfo):
-    """Stop at the deadline, after at least one step (an epoch is never empty); under torchrun every process
-    stops at the same step (the slowest one's verdict)."""
-    for i, idx in enumerate(steps):
-        late = i > 0 and time.perf_counter() >= deadline
-        if dd.all_sum([float(late)], info)[0] > 0:
-            return
-        yield idx
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False,
