@@ -41,6 +41,25 @@ def test_augmentation_is_seeded_and_keeps_shape():
     assert a.shape == (8, 1, 16, 16) and torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_crops_draw_after_the_other_augmentations_in_one_draw():
+    """A run with augment.crop draws the other augmentations' numbers as a run without it (two more rows after
+    them, in the same single draw per batch), and the crop itself is one of the whole-pixel crops."""
+    seen = []
+    aug = BatchAugment(AugmentConfig(crop=12))
+    plain = BatchAugment(AugmentConfig())
+    for a in (aug, plain):
+        draw = a._draw
+        a._draw = lambda n, gen, device, rows=BatchAugment.DRAWS, draw=draw: seen.append(draw(n, gen, device, rows)) \
+            or seen[-1]
+    norm = Normalizer([0.5], [0.5], torch.device("cpu"))
+    cropped = aug(_batch(), norm, torch.Generator().manual_seed(4))
+    plain(_batch(), norm, torch.Generator().manual_seed(4))
+    with_crop, without = seen
+    assert with_crop.shape == (BatchAugment.DRAWS + 2, 8) and without.shape == (BatchAugment.DRAWS, 8)
+    assert torch.equal(with_crop[:BatchAugment.DRAWS], without)
+    assert cropped.shape == (8, 1, 12, 12)
+
+
 def test_erasing_blanks_a_rectangle_to_the_mean():
     aug = BatchAugment(AugmentConfig(hflip=False, rotation=0, translate=0, scale=0, brightness=0, contrast=0,
                                      erasing=1))

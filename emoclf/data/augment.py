@@ -196,9 +196,10 @@ class BatchAugment:
 
     def __call__(self, x: torch.Tensor, norm: Normalizer, gen: torch.Generator) -> torch.Tensor:
         """uint8 batch -> augmented, normalized float batch."""
-        u = self._draw(x.shape[0], gen, norm.device)
-        # The crop's draws come after the others, and only with crops: runs without them keep their random stream.
-        crop_u = self._draw(x.shape[0], gen, norm.device, 2) if self.cfg.crop else None
+        # One draw and one copy per batch; the crop's two rows come after the others, and only with crops: runs
+        # without them keep their random stream (a 14-row draw equals a 12-row draw followed by a 2-row one).
+        u = self._draw(x.shape[0], gen, norm.device, self.DRAWS + (2 if self.cfg.crop else 0))
+        u, crop_u = u[:self.DRAWS], (u[self.DRAWS:] if self.cfg.crop else None)
         x = self.geometry(norm.to_unit(x), u, crop_u)
         jitter = bool(self.cfg.contrast or self.cfg.brightness)
         scale, shift = self.photometric(x, u) if jitter else (None, None)

@@ -43,8 +43,8 @@ class WeightEMA:
         floats, others = self.pairs
         if floats:
             torch._foreach_lerp_([a for a, _ in floats], [b.detach() for _, b in floats], 1.0 - d)
-        for a, b in others:
-            a.copy_(b)
+        if others:  # BatchNorm's batch counts: one fused copy, not a kernel per layer
+            torch._foreach_copy_([a for a, _ in others], [b for _, b in others])
 
     def state_dict(self) -> Dict:
         """Tensors and plain numbers only (a checkpoint entry)."""
