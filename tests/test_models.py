@@ -131,3 +131,13 @@ def test_fold_batchnorm_keeps_the_outputs(name):
     if name != "resnet18":  # ResNet's conv1/bn1 pairs are attributes, not a Sequential: left alone
         assert folded == bns
     torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("side, expected", [(48, 3), (40, 3), (32, 2)])
+def test_cnn_pooling_keeps_every_row_of_an_odd_map(side, expected):
+    """40 px crops make a 5 x 5 map before the last pooling: it becomes 3 x 3, so the bottom row and right column
+    of the face (the chin, one cheek) still reach the classifier; even maps pool as before."""
+    model = build_model("cnn", num_classes=3, in_channels=1, width=4, depth=5).eval()
+    with torch.no_grad():
+        maps = model.features(torch.zeros(1, 1, side, side))
+    assert maps.shape[-2:] == (expected, expected)

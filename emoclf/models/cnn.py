@@ -18,8 +18,8 @@ def _block(cin: int, cout: int, pool: bool, norm: str) -> nn.Sequential:
         nn.Conv2d(cin, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
         nn.Conv2d(cout, cout, 3, padding=1, bias=False), _norm(norm, cout), nn.ReLU(inplace=True),
     ]
-    if pool:
-        layers.append(nn.MaxPool2d(2))
+    if pool:  # ceil_mode: an odd map (5 x 5 of a 40 px input) keeps its last row and column (3 x 3, not 2 x 2)
+        layers.append(nn.MaxPool2d(2, ceil_mode=True))
     return nn.Sequential(*layers)
 
 
