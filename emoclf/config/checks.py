@@ -11,14 +11,14 @@ from emoclf.utils.text import did_you_mean
 from emoclf.utils.text import show as _show
 
 
-def _coerce(where: str, value: Any, hint: Any) -> Any:
+def coerce(where: str, value: Any, hint: Any) -> Any:
     """Check ``value`` against a dataclass field type and convert the harmless cases."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Union and type(None) in args:
         if value is None:
             return None
-        return _coerce(where, value, next(a for a in args if a is not type(None)))
+        return coerce(where, value, next(a for a in args if a is not type(None)))
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -50,7 +50,7 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)):
-            return [_coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value)]
+            return [coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value)]
     type_name = getattr(hint, "__name__", str(hint))
     raise ValueError(f"{where} must be {type_name}, got {_show(value)}.")
 
@@ -110,7 +110,7 @@ def check_preprocessing(values: Any, where: str, required: Sequence[str] = PREPR
                 if key in required:
                     raise ValueError(f"preprocessing.{key} is missing")
                 continue
-            value = _coerce(f"preprocessing.{key}", values[key], hints[key])
+            value = coerce(f"preprocessing.{key}", values[key], hints[key])
             _check_range("data", key, value, f"preprocessing.{key}")
             out[key] = value
         _check_norm(out.get("mean"), out.get("std"), bool(out.get("grayscale", False)), "preprocessing")
@@ -147,7 +147,8 @@ def _check_averaging(cfg: Config) -> None:
                          "or train.swa_epochs=0 (train.ema works with a time limit).")
 
 
-def _validate(cfg: Config) -> None:
+def validate(cfg: Config) -> None:
+    """Check every value of ``cfg`` by its field's rules, then the rules between keys; a ValueError names the key."""
     for section in SECTIONS:
         obj = getattr(cfg, section)
         for f in dataclasses.fields(obj):

@@ -188,13 +188,13 @@ class Config:
 
 
 SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "seed"}
-_SECTION_CLASSES = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig,
+SECTION_CLASSES = {"data": DataConfig, "augment": AugmentConfig, "model": ModelConfig, "train": TrainConfig,
                     "output": OutputConfig}
 
 
 def rules(section: str, key: str) -> dict:
     """The documentation and allowed values of ``section.key`` (``section`` "" for the top-level seed)."""
-    cls = _SECTION_CLASSES[section] if section else Config
+    cls = SECTION_CLASSES[section] if section else Config
     return next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
 
 

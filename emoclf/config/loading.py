@@ -9,8 +9,8 @@ from typing import Any, List, Optional
 
 import yaml
 
-from emoclf.config.checks import _coerce, _validate
-from emoclf.config.fields import _SECTION_CLASSES, SECTIONS, Config, rules
+from emoclf.config.checks import coerce, validate
+from emoclf.config.fields import SECTION_CLASSES, SECTIONS, Config, rules
 from emoclf.utils.text import did_you_mean
 from emoclf.utils.text import show as _show
 from emoclf.utils.yamlio import read_yaml, safe_yaml
@@ -35,7 +35,7 @@ def _merge_section(section: str, obj: Any, values: Any) -> None:
                 raise ValueError(f"{section}.{key} must be one of {', '.join(choices)}; got {value} (YAML reads "
                                  f"on/off, yes/no and true/false as true or false).")
             value = "on" if value else "off"
-        setattr(obj, key, _coerce(f"{section}.{key}", value, hints[key]))
+        setattr(obj, key, coerce(f"{section}.{key}", value, hints[key]))
 
 
 def merge(cfg: Config, values: dict) -> Config:
@@ -44,7 +44,7 @@ def merge(cfg: Config, values: dict) -> Config:
         raise ValueError(f"A config must be a mapping of sections; got {type(values).__name__}.")
     for section, sub in values.items():
         if section == "seed":
-            cfg.seed = _coerce("seed", sub, int)
+            cfg.seed = coerce("seed", sub, int)
         elif section in SECTIONS:
             _merge_section(section, getattr(cfg, section), sub)
         else:
@@ -65,7 +65,7 @@ def _yaml_end(raw: str) -> int:
 
 def _is_text_key(parts: List[str]) -> bool:
     """Whether ``section.key`` holds a string (plain or optional): its --set value is the text as typed."""
-    cls = _SECTION_CLASSES.get(parts[0]) if len(parts) == 2 else None
+    cls = SECTION_CLASSES.get(parts[0]) if len(parts) == 2 else None
     hint = typing.get_type_hints(cls).get(parts[1]) if cls else None
     return hint is str or hint == Optional[str]
 
@@ -113,7 +113,7 @@ def load_config(path: Optional[str] = None, overrides: typing.Sequence[str] = ()
             cfg.output.name = Path(path).stem
     for text in overrides:
         merge(cfg, parse_override(text))
-    _validate(cfg)
+    validate(cfg)
     return cfg
 
 
@@ -125,7 +125,7 @@ def to_dict(cfg: Config) -> dict:
 def from_dict(values: dict) -> Config:
     """Config from a plain nested dict (as saved in a run folder or checkpoint)."""
     cfg = merge(Config(), values)
-    _validate(cfg)
+    validate(cfg)
     return cfg
 
 
