@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""What a CNN shape costs per training image: train-step rate (forward, backward, AdamW step on random tensors
+already in memory, in the channels-last layout training uses) and parameters, per width, depth and input side.
+
+The cost per image is what bounds a time-limited recipe: an epoch of FER2013's 28,709 images takes 28,709 / rate
+seconds of pure stepping. Rounds are interleaved (every shape once per round) and medians printed.
+
+    python scripts/benchmark_shapes.py --shapes 16x5@48 16x5@40 32x4@40 --rounds 3
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from emoclf.models.cnn import EmotionCNN
+
+
+def parse_shape(text: str):
+    """WIDTHxDEPTH@SIDE, e.g. 16x5@40."""
+    try:
+        size, side = text.split("@")
+        width, depth = size.split("x")
+        return int(width), int(depth), int(side)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a shape is WIDTHxDEPTH@SIDE (e.g. 16x5@40); got {text!r}") from None
+
+
+def step_rate(model: nn.Module, side: int, batch: int, steps: int) -> float:
+    """Training images per second of ``steps`` steps, after 3 warm-up steps (oneDNN builds its kernels)."""
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x = torch.randn(batch, 1, side, side).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 7, (batch,))
+    loss_fn = nn.CrossEntropyLoss()
+    for i in range(steps + 3):
+        if i == 3:
+            start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+    return batch * steps / (time.perf_counter() - start)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--shapes", nargs="+", type=parse_shape, default=[parse_shape(s) for s in
+                   ("16x5@48", "16x5@40", "16x4@40", "16x6@40", "24x5@40", "32x4@48", "32x4@40")],
+                   metavar="WxD@S", help="CNN shapes: width (first block's channels) x depth (blocks) @ input side")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--steps", type=int, default=30, help="timed steps per shape and round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    models = {s: EmotionCNN(7, 1, width=s[0], depth=s[1]).to(memory_format=torch.channels_last) for s in args.shapes}
+    rates = {s: [] for s in args.shapes}
+    for _ in range(args.rounds):
+        for s, model in models.items():
+            rates[s].append(step_rate(model, s[2], args.batch, args.steps))
+    print(f"{torch.get_num_threads()} threads, batch {args.batch}, median of {args.rounds} rounds")
+    print("| shape (width x depth @ side) | parameters | training images/s | s per FER2013 epoch |")
+    print("| --- | --- | --- | --- |")
+    for (w, d, side), r in rates.items():
+        rate = statistics.median(r)
+        params = sum(p.numel() for p in models[(w, d, side)].parameters())
+        print(f"| {w}x{d} @ {side} px | {params / 1e6:.2f} M | {rate:.0f} | {28709 / rate:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
