@@ -196,3 +196,63 @@ def test_run_tests_says_what_it_installs(tmp_path):
     res = subprocess.run([BASH, str(tmp_path / "repo" / "run_tests.sh"), "-q"], capture_output=True, text=True,
                          env=dict(os.environ, FAKE_TORCH="1"))  # installed now, pyproject.toml unchanged
     assert res.returncode == 0 and "no pip run" in res.stdout and "pytest ran" in res.stdout
+
+
+def test_recipe_run_records_its_figures(tmp_path):
+    """scripts/run_recipe.py on the GPU recipe, cut to one epoch on the CPU, from a zipped dataset: the JSON holds
+    the scores with and without ten-crop (those of `emoclf evaluate`), the timings, the loop's b/a and the config."""
+    import json
+    import zipfile
+
+    import emoclf
+
+    data = make_dataset(tmp_path / "faces", classes=("happy", "sad"), train_per_class=16, val_per_class=6, size=48,
+                        seed=5)
+    archive = tmp_path / "faces.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in sorted(data.rglob("*.png")):
+            zf.write(f, f.relative_to(data.parent))
+    work, out = tmp_path / "work", tmp_path / "results"
+    printed = _python_script("run_recipe.py", "--config", "configs/fer2013/gpu_8min.yaml", "--data", str(archive),
+                             "--out", str(out), "--workdir", str(work), "--seed", "3", "--speed", "32",
+                             "--set", "train.epochs=1", "--set", "train.time_limit=0", "--set", "train.batch_size=8",
+                             "--set", "train.amp=off", "--set", "train.warmup_epochs=0")
+    result = json.loads((out / "gpu_8min-seed3.json").read_text())
+    assert f"{out / 'gpu_8min-seed3.json'}: tencrop accuracy" in printed
+    assert result["recipe"] == "gpu_8min" and result["seed"] == 3 and result["epochs"] == 1
+    assert result["config"]["augment"]["crop"] == 40 and result["config"]["train"]["batch_size"] == 8
+    assert 0 < result["train_seconds"] <= result["wall_seconds"]
+    run = work / "runs" / "gpu_8min-seed3"
+    for tta in ("tencrop", "none"):
+        again = emoclf.evaluate(run, tta=tta)
+        assert result["validation"][tta] == {"accuracy": round(again["accuracy"], 4),
+                                             "f1_macro": round(again["f1_macro"], 4)}
+    speed = result["speed"]
+    assert speed["b_over_a"] == pytest.approx(speed["emoclf_images_per_s"] / speed["ceiling_images_per_s"], abs=0.01)
+    assert result["machine"]["cpu_cores"] >= 1 and "torch" in result["machine"]
+    assert not list(out.glob("*.pt")) and not list(out.rglob("*.pt"))  # weights stay in the work folder
+
+
+def test_shape_benchmark_prints_a_row_per_shape():
+    out = _python_script("benchmark_shapes.py", "--shapes", "8x2@16", "8x3@24", "--steps", "1", "--rounds", "1",
+                         "--batch", "4")
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 8x")]
+    assert [r[1].strip() for r in rows] == ["8x2 @ 16 px", "8x3 @ 24 px"]
+    assert all(float(r[3]) > 0 for r in rows)
+
+
+def test_results_page_shows_every_recorded_run():
+    """docs/results-fer2013.md holds the row of each record in docs/results/ (scripts/run_recipe.py --table)."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("run_recipe", REPO / "scripts" / "run_recipe.py")
+    run_recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_recipe)
+    page = (REPO / "docs" / "results-fer2013.md").read_text(encoding="utf-8")
+    records = sorted((REPO / "docs" / "results").glob("*.json"))
+    assert records, "docs/results/ holds the JSON of each recorded run"
+    for path in records:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        assert run_recipe.table_row(result) in page, f"{path.name}: python scripts/run_recipe.py --table docs/results"
+        assert result["command"] in page, f"{path.name}: the page names the command of each recorded run"
