@@ -60,11 +60,24 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def timed_steps(step, steps: int, device: torch.device, warmup: int = 10) -> float:
+    """Seconds of ``steps`` calls of ``step`` after ``warmup`` untimed ones (oneDNN builds its kernels for a new
+    layout over the first steps), the GPU synchronised before and after."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return time.perf_counter() - start
+
+
 def ceiling_rate(trainer: Trainer, steps: int) -> float:
     """(a) Training steps on random tensors already on the device, same model, optimizer and precision."""
     cfg, dev = trainer.cfg, trainer.device
     ch = 1 if cfg.data.grayscale else 3
-    x = torch.randn(cfg.train.batch_size, ch, cfg.data.image_size, cfg.data.image_size, device=dev)
+    x = torch.randn(cfg.train.batch_size, ch, cfg.input_size, cfg.input_size, device=dev)  # the crop with augment.crop
     if trainer.state.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, len(trainer.class_names), (cfg.train.batch_size,), device=dev)
@@ -79,14 +92,7 @@ def ceiling_rate(trainer: Trainer, steps: int) -> float:
         trainer.scaler.step(trainer.optimizer)
         trainer.scaler.update()
 
-    for _ in range(10):  # oneDNN builds its kernels for a new layout over the first steps
-        step()
-    sync(dev)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync(dev)
-    return steps * cfg.train.batch_size / (time.perf_counter() - start)
+    return steps * cfg.train.batch_size / timed_steps(step, steps, dev)
 
 
 def emoclf_rate(trainer: Trainer) -> float:
@@ -106,6 +112,8 @@ def reference_transforms(cfg, size: int, mean, std):
     a = cfg.augment
     tf = [T.Grayscale(1)] if cfg.data.grayscale else [T.Lambda(lambda im: im.convert("RGB"))]
     tf.append(T.Resize((size, size)))
+    if a.crop:  # the model reads crops of the stored image, as in emoclf
+        tf.append(T.RandomCrop(a.crop))
     if a.hflip:
         tf.append(T.RandomHorizontalFlip())
     if a.rotation or a.translate or a.scale:
@@ -226,7 +234,7 @@ def main() -> int:
                            reference_rate(trainer, root, args.workers, same_layout=False)))
         a, b, c, c0 = (statistics.median(r[i] for r in rounds) for i in range(4))
         e = eval_rate(trainer)
-        rows.append(f"{name:<14}{cfg.data.image_size:>5}{cfg.train.batch_size:>6}{a:>13.1f}{b:>12.1f}{c:>15.1f}"
+        rows.append(f"{name:<14}{cfg.input_size:>5}{cfg.train.batch_size:>6}{a:>13.1f}{b:>12.1f}{c:>15.1f}"
                     f"{c0:>21.1f}{b / a:>7.2f}{b / c:>7.2f}{b / c0:>7.2f}{e:>12.1f}")
         print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
         if args.rounds > 1:

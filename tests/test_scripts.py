@@ -256,3 +256,25 @@ def test_results_page_shows_every_recorded_run():
         result = json.loads(path.read_text(encoding="utf-8"))
         assert run_recipe.table_row(result) in page, f"{path.name}: python scripts/run_recipe.py --table docs/results"
         assert result["command"] in page, f"{path.name}: the page names the command of each recorded run"
+
+
+def test_speed_ceiling_steps_at_the_crop_size(tmp_path):
+    """With augment.crop the model trains on crops: the ceiling (a) of benchmark_speed.py times steps on inputs of
+    that size, not of the stored image, so that b/a compares like with like."""
+    import importlib.util
+
+    from conftest import tiny_overrides
+
+    from emoclf.config import load_config
+    from emoclf.training.trainer import Trainer
+
+    spec = importlib.util.spec_from_file_location("benchmark_speed", REPO / "scripts" / "benchmark_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    data = make_dataset(tmp_path / "data", classes=("happy", "sad"), train_per_class=8, val_per_class=2, size=32,
+                        seed=6)
+    trainer = Trainer(load_config(None, tiny_overrides(data, tmp_path / "runs") + ["augment.crop=24"]))
+    sides = []
+    trainer.model.register_forward_pre_hook(lambda module, args: sides.append(args[0].shape[-1]))
+    assert bench.ceiling_rate(trainer, 1) > 0
+    assert sides and set(sides) == {24}
