@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmark_speed import timed_steps  # scripts/, this script's folder
 
 from emoclf.models.cnn import EmotionCNN
 
@@ -39,13 +40,13 @@ def step_rate(model: nn.Module, side: int, batch: int, steps: int) -> float:
     x = torch.randn(batch, 1, side, side).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (batch,))
     loss_fn = nn.CrossEntropyLoss()
-    for i in range(steps + 3):
-        if i == 3:
-            start = time.perf_counter()
+
+    def step():
         opt.zero_grad(set_to_none=True)
         loss_fn(model(x), y).backward()
         opt.step()
-    return batch * steps / (time.perf_counter() - start)
+
+    return batch * steps / timed_steps(step, steps, torch.device("cpu"), warmup=3)
 
 
 def main(argv=None) -> int:

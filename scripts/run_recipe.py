@@ -32,9 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import emoclf  # noqa: E402
-from emoclf.config import to_dict  # noqa: E402
-from emoclf.runs.checkpoint import read as read_checkpoint  # noqa: E402
-from emoclf.runs.folder import HISTORY, LAST_CHECKPOINT  # noqa: E402
+from emoclf.config import load_config, to_dict  # noqa: E402
+from emoclf.runs.folder import CONFIG, METRICS  # noqa: E402
 from emoclf.utils.files import atomic_write_text  # noqa: E402
 
 
@@ -74,7 +73,6 @@ def speed(config: str, overrides: List[str], images: int, workdir: Path) -> Dict
     sys.path.insert(0, str(ROOT / "scripts"))
     from benchmark_speed import ceiling_rate, emoclf_rate, subset
 
-    from emoclf.config import load_config
     from emoclf.training.trainer import Trainer
 
     cfg = load_config(config, overrides)
@@ -100,16 +98,15 @@ def scores(run: Path, tta: str) -> Dict:
 
 def record(run: Path, wall: Optional[float], extra: Dict) -> Dict:
     """The JSON of a finished run."""
-    cfg = emoclf.load_run(run, device="cpu").cfg
-    loop = read_checkpoint(run / LAST_CHECKPOINT).get("loop_state", {})
-    rows = (run / HISTORY).read_text().splitlines()[1:]
+    cfg = load_config(str(run / CONFIG))  # the resolved config the run saved
+    done = json.loads((run / METRICS).read_text(encoding="utf-8"))  # epochs, timings and the chosen epoch
     tta = cfg.train.tta if cfg.train.tta != "none" else "tencrop"
     return {
         "recipe": extra.pop("recipe"), "command": extra.pop("command"),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": extra.pop("commit"),
-        "machine": machine(), "seed": cfg.seed, "epochs": len(rows), "best_epoch": loop.get("best_epoch"),
-        "stopped": loop.get("stopped"), "train_seconds": round(loop.get("train_seconds", 0.0), 1),
+        "machine": machine(), "seed": cfg.seed, "epochs": done["epochs_trained"], "best_epoch": done["best_epoch"],
+        "stopped": done.get("stopped"), "train_seconds": round(done["train_seconds"], 1),
         "wall_seconds": None if wall is None else round(wall, 1),
         "validation": {tta: scores(run, tta), "none": scores(run, "none")},
         **extra, "config": to_dict(cfg),

@@ -43,7 +43,7 @@ def test_augmentation_is_seeded_and_keeps_shape():
 
 def test_crops_draw_after_the_other_augmentations_in_one_draw():
     """A run with augment.crop draws the other augmentations' numbers as a run without it (two more rows after
-    them, in the same single draw per batch), and the crop itself is one of the whole-pixel crops."""
+    them, in the same single draw per batch), and the output is crop-sized."""
     seen = []
     aug = BatchAugment(AugmentConfig(crop=12))
     plain = BatchAugment(AugmentConfig())
