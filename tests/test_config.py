@@ -121,3 +121,13 @@ def test_ranges_and_choices_come_from_the_field_metadata():
         load_config(None, ["train.lr=0"])
     with pytest.raises(ValueError, match=r"seed=-1 is out of range; allowed: \[0, 4294967295\]"):
         load_config(None, ["seed=-1"])
+
+
+def test_model_channels_are_checked_item_by_item():
+    assert load_config(None, ["model.channels=16,32,64"]).model.channels == [16, 32, 64]
+    with pytest.raises(ValueError, match=r"model.channels\[1\]=0 is out of range; allowed: \[1, 1024\]"):
+        load_config(None, ["model.channels=[16,0]"])
+    with pytest.raises(ValueError, match=r"model.channels\[0\] must be int, got 'wide'"):
+        load_config(None, ["model.channels=wide"])
+    with pytest.raises(ValueError, match="model.channels lists 7 blocks; the cnn has 1 to 6"):
+        load_config(None, ["model.channels=[8,8,8,8,8,8,8]"])

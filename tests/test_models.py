@@ -141,3 +141,21 @@ def test_cnn_pooling_keeps_every_row_of_an_odd_map(side, expected):
     with torch.no_grad():
         maps = model.features(torch.zeros(1, 1, side, side))
     assert maps.shape[-2:] == (expected, expected)
+
+
+def test_cnn_channels_list_sets_each_block():
+    """model.channels gives each block its channels (wider late blocks cost little: their maps are small); without
+    it, width doubles per block as before."""
+    from emoclf.config import load_config
+    from emoclf.models.factory import architecture
+
+    cfg = load_config(None, ["model.channels=[8,16,40]", "model.width=64", "model.depth=5", "data.image_size=24"])
+    model = architecture(cfg, num_classes=3)
+    convs = [m.out_channels for m in model.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [8, 8, 16, 16, 40, 40]
+    assert model.classifier[-1].in_features == 40
+    with torch.no_grad():
+        maps = model.features(torch.zeros(2, 1, 24, 24))
+    assert maps.shape == (2, 40, 6, 6)  # two poolings for three blocks
+    default = build_model("cnn", num_classes=3, in_channels=1, width=8, depth=3)
+    assert [m.out_channels for m in default.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 8, 16, 16, 32, 32]

@@ -6,6 +6,8 @@ import math
 import typing
 from typing import Any, List, Sequence
 
+import yaml
+
 from emoclf.config.fields import MAX_TEXT_VALUE, SECTIONS, Config, DataConfig, allowed, rules
 from emoclf.utils.text import did_you_mean
 from emoclf.utils.text import show as _show
@@ -47,8 +49,8 @@ def coerce(where: str, value: Any, hint: Any) -> Any:
                                  f"a name); got {_show(value)}.")
             return str(value)
     elif origin in (list, List):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, str):  # --set output.loggers=csv,mlflow; model.channels=16,32: numbers read as YAML
+            value = [v.strip() if args[0] is str else yaml.safe_load(v) for v in value.split(",") if v.strip()]
         if isinstance(value, (list, tuple)):
             return [coerce(f"{where}[{i}]", v, args[0]) for i, v in enumerate(value)]
     type_name = getattr(hint, "__name__", str(hint))
@@ -64,6 +66,10 @@ def _check_range(section: str, key: str, value: Any, where: str = "") -> None:
         if bad:
             raise ValueError(f"{where} items must be among {', '.join(choices)}; got {_show(bad[0])}."
                              f"{did_you_mean(str(bad[0]), choices)}")
+        return
+    if isinstance(value, list):  # a list of numbers (model.channels): each item in range
+        for i, v in enumerate(value):
+            _check_range(section, key, v, f"{where}[{i}]")
         return
     if choices and value not in choices:
         raise ValueError(f"{where} must be one of {', '.join(choices)}; got {_show(value)}."
@@ -156,6 +162,9 @@ def validate(cfg: Config) -> None:
     _check_norm(cfg.data.mean, cfg.data.std, cfg.data.grayscale, "data")
     _check_range("", "seed", cfg.seed)
     _check_averaging(cfg)
+    if len(cfg.model.channels) > 6:
+        raise ValueError(f"model.channels lists {len(cfg.model.channels)} blocks; the cnn has 1 to 6 (each but the "
+                         f"last halves the side).")
     name = cfg.output.name
     if name is not None and (not name or any(c in name for c in ("/", "\\", "\0")) or name in (".", "..")):
         raise ValueError(f"output.name must be a plain folder name; got {_show(cfg.output.name)}.")

@@ -99,6 +99,8 @@ class ModelConfig:
     dropout: float = setting(0.3, "dropout before the classifier of the cnn", low=0, high=0.9)
     width: int = setting(32, "cnn: channels of the first block, doubled per block", low=4, high=512)
     depth: int = setting(4, "cnn: number of conv blocks", low=1, high=6)
+    channels: List[int] = setting([], "cnn: channels of each block, e.g. [16, 32, 64, 192, 384] (1 to 6 blocks); "
+                                  "replaces width and depth when given", low=1, high=1024)
     norm: str = setting("batch", "cnn: batch (BatchNorm) or group (GroupNorm: independent of the batch size)",
                         choices=("batch", "group"))
 

@@ -1,6 +1,8 @@
 """A compact CNN trained from scratch: VGG-style conv blocks, BatchNorm, GAP and a dropout head."""
 from __future__ import annotations
 
+from typing import List, Sequence
+
 import torch
 import torch.nn as nn
 
@@ -23,16 +25,22 @@ def _block(cin: int, cout: int, pool: bool, norm: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def block_channels(width: int, depth: int) -> List[int]:
+    """The channels of each block when no list is given: ``width`` doubling per block, capped at 512."""
+    return [min(width * 2 ** i, 512) for i in range(depth)]
+
+
 class EmotionCNN(nn.Module):
-    """``depth`` blocks of two 3x3 convs (width doubling per block, capped at 512), then GAP and a linear head."""
+    """Blocks of two 3x3 convs, each but the last halving the side, then GAP and a linear head. ``channels`` gives
+    each block's channels; without it, ``depth`` blocks of ``width`` channels doubling per block (capped at 512)."""
 
     def __init__(self, num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3,
-                 norm: str = "batch"):
+                 norm: str = "batch", channels: Sequence[int] = ()):
         super().__init__()
+        widths = list(channels) or block_channels(width, depth)
         blocks, cin = [], in_channels
-        for i in range(depth):
-            cout = min(width * 2 ** i, 512)
-            blocks.append(_block(cin, cout, pool=i < depth - 1, norm=norm))
+        for i, cout in enumerate(widths):
+            blocks.append(_block(cin, cout, pool=i < len(widths) - 1, norm=norm))
             cin = cout
         self.features = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -56,6 +64,7 @@ class EmotionCNN(nn.Module):
 
 @register_model("cnn")
 def build_cnn(num_classes: int, in_channels: int = 1, width: int = 32, depth: int = 4, dropout: float = 0.3,
-              norm: str = "batch", **_ignored) -> nn.Module:
+              norm: str = "batch", channels: Sequence[int] = (), **_ignored) -> nn.Module:
     """The from-scratch CNN."""
-    return EmotionCNN(num_classes, in_channels, width=width, depth=depth, dropout=dropout, norm=norm)
+    return EmotionCNN(num_classes, in_channels, width=width, depth=depth, dropout=dropout, norm=norm,
+                      channels=channels)

@@ -99,7 +99,7 @@ def architecture(cfg: Config, num_classes: int) -> nn.Module:
     m = cfg.model
     return build_model(m.name, num_classes, in_channels=1 if cfg.data.grayscale else 3,
                        image_size=cfg.data.image_size, stem=m.stem, dropout=m.dropout, width=m.width, depth=m.depth,
-                       norm=m.norm)
+                       norm=m.norm, channels=m.channels)
 
 
 def create_model(cfg: Config, num_classes: int) -> nn.Module:
