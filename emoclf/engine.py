@@ -37,9 +37,16 @@ def select_device(name: str, option: str = "train.device") -> torch.device:
 
 
 def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype for ``train.amp`` on this device (None: full precision)."""
-    if device.type != "cuda" or mode == "off":
+    """Autocast dtype for ``train.amp`` on this device (None: full precision). On a CPU only ``bf16``, asked for by
+    name: it is fast where the CPU computes in bf16 (AVX512-BF16, AMX) and slow where it is emulated, so ``auto``
+    stays in full precision there."""
+    if mode == "off" or device.type not in ("cuda", "cpu"):
         return None
+    if device.type == "cpu":
+        if mode == "fp16":
+            raise ValueError("train.amp=fp16 needs a CUDA device; on a CPU use train.amp=bf16 (fast on CPUs with "
+                             "AVX512-BF16 or AMX) or train.amp=off.")
+        return torch.bfloat16 if mode == "bf16" else None
     if mode == "fp16":
         return torch.float16
     if mode == "bf16" or torch.cuda.is_bf16_supported():

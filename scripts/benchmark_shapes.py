@@ -6,6 +6,7 @@ The cost per image is what bounds a time-limited recipe: an epoch of FER2013's 2
 seconds of pure stepping. Rounds are interleaved (every shape once per round) and medians printed.
 
     python scripts/benchmark_shapes.py --shapes 16x5@48 16x5@40 32x4@40 16-32-64-192-384@40 --rounds 3
+    python scripts/benchmark_shapes.py --shapes 16x5@40 24x5@40 --precision fp32 bf16
 
 A shape is WIDTHxDEPTH@SIDE (model.width, model.depth) or the channels of each block, C1-C2-...@SIDE
 (model.channels).
@@ -49,8 +50,9 @@ def label(shape) -> str:
     return f"{'-'.join(map(str, shape[0]))} @ {shape[1]} px"
 
 
-def step_rate(model: nn.Module, side: int, batch: int, steps: int) -> float:
-    """Training images per second of ``steps`` steps, after 3 warm-up steps (oneDNN builds its kernels)."""
+def step_rate(model: nn.Module, side: int, batch: int, steps: int, precision: str = "fp32") -> float:
+    """Training images per second of ``steps`` steps, after 3 warm-up steps (oneDNN builds its kernels); ``bf16``:
+    under autocast, as ``train.amp: bf16`` trains on a CPU."""
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
     x = torch.randn(batch, 1, side, side).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 7, (batch,))
@@ -58,7 +60,9 @@ def step_rate(model: nn.Module, side: int, batch: int, steps: int) -> float:
 
     def step():
         opt.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = loss_fn(model(x), y)
+        loss.backward()
         opt.step()
 
     return batch * steps / timed_steps(step, steps, torch.device("cpu"), warmup=3)
@@ -74,22 +78,24 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=30, help="timed steps per shape and round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--precision", nargs="+", choices=("fp32", "bf16"), default=["fp32"],
+                   help="bf16: under autocast, as train.amp=bf16 (fast on CPUs with AVX512-BF16 or AMX)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     models = {s: EmotionCNN(7, 1, channels=s[0]).to(memory_format=torch.channels_last) for s in args.shapes}
-    rates = {s: [] for s in args.shapes}
+    rates = {(s, prec): [] for s in args.shapes for prec in args.precision}
     for _ in range(args.rounds):
-        for s, model in models.items():
-            rates[s].append(step_rate(model, s[1], args.batch, args.steps))
+        for s, prec in rates:
+            rates[s, prec].append(step_rate(models[s], s[1], args.batch, args.steps, prec))
     print(f"{torch.get_num_threads()} threads, batch {args.batch}, median of {args.rounds} rounds")
-    print("| channels of each block @ side | parameters | training images/s | s per FER2013 epoch |")
-    print("| --- | --- | --- | --- |")
-    for s, r in rates.items():
+    print("| channels of each block @ side | precision | parameters | training images/s | s per FER2013 epoch |")
+    print("| --- | --- | --- | --- | --- |")
+    for (s, prec), r in rates.items():
         rate = statistics.median(r)
         params = sum(p.numel() for p in models[s].parameters())
-        print(f"| {label(s)} | {params / 1e6:.2f} M | {rate:.0f} | {28709 / rate:.0f} |")
+        print(f"| {label(s)} | {prec} | {params / 1e6:.2f} M | {rate:.0f} | {28709 / rate:.0f} |")
     return 0
 
 

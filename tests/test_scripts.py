@@ -234,11 +234,12 @@ def test_recipe_run_records_its_figures(tmp_path):
 
 
 def test_shape_benchmark_prints_a_row_per_shape():
-    out = _python_script("benchmark_shapes.py", "--shapes", "8x2@16", "8x3@24", "8-24@16", "--steps", "1",
-                         "--rounds", "1", "--batch", "4")
-    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 8-")]
-    assert [r[1].strip() for r in rows] == ["8-16 @ 16 px", "8-16-32 @ 24 px", "8-24 @ 16 px"]
-    assert all(float(r[3]) > 0 for r in rows)
+    out = _python_script("benchmark_shapes.py", "--shapes", "8x2@16", "8-24@16", "--steps", "1", "--rounds", "1",
+                         "--batch", "4", "--precision", "fp32", "bf16")
+    rows = [[c.strip() for c in line.split("|")] for line in out.splitlines() if line.startswith("| 8-")]
+    assert [r[1:3] for r in rows] == [["8-16 @ 16 px", "fp32"], ["8-16 @ 16 px", "bf16"], ["8-24 @ 16 px", "fp32"],
+                                      ["8-24 @ 16 px", "bf16"]]
+    assert all(float(r[4]) > 0 for r in rows)
 
 
 def test_results_page_shows_every_recorded_run():

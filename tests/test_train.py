@@ -249,3 +249,24 @@ def test_train_metrics_pair_each_prediction_with_its_label(tmp_path, mapped):
     assert res.count == n
     assert (res.y_pred == res.y_true).all()
     assert sorted(res.y_true.tolist()) == sorted(labels.tolist())
+
+
+def test_bf16_on_a_cpu_trains_with_float32_weights(small_faces, tmp_path):
+    """train.amp=bf16 runs the CPU's convolutions in bf16 (about twice the training rate of float32 on a CPU with
+    AVX512-BF16, docs/training.md); the weights, their average and the checkpoint stay float32. auto stays in full
+    precision on a CPU, and fp16, which a CPU cannot run fast, is refused with what to use instead."""
+    import torch
+
+    from emoclf.engine import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype("bf16", cpu) is torch.bfloat16
+    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
+    with pytest.raises(ValueError, match="train.amp=fp16 needs a CUDA device; on a CPU use train.amp=bf16"):
+        amp_dtype("fp16", cpu)
+    run = train(fast_config(small_faces, tmp_path, "bf16", epochs=2, extra=["train.amp=bf16", "train.ema=0.9"]))
+    state = torch.load(run / "best.pt", map_location="cpu", weights_only=True)
+    floats = [v for v in state["model_state"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float32 for v in floats)
+    history = _history(run)
+    assert len(history) == 2 and all(np.isfinite(float(r["train_loss"])) for r in history)

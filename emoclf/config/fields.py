@@ -129,8 +129,8 @@ class TrainConfig:
     early_stopping: int = setting(0, "stop after this many epochs without a better validation macro F1; 0: off",
                                   low=0)
     device: str = setting("auto", "auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps")
-    amp: str = setting("auto", "mixed precision: auto is bf16 on CUDA when supported", choices=("auto", "bf16", "fp16",
-                                                                                              "off"))
+    amp: str = setting("auto", "mixed precision: auto is bf16 on CUDA when supported, else fp16; on a CPU full "
+                       "precision unless bf16 is asked for", choices=("auto", "bf16", "fp16", "off"))
     channels_last: str = setting("auto", "NHWC memory format; auto: on for CUDA and CPU", choices=("auto", "on", "off"))
     compile: bool = setting(False, "torch.compile the model")
     sync_bn: bool = setting(False, "torchrun on CUDA: synchronise BatchNorm statistics across processes")
