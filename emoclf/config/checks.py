@@ -162,9 +162,10 @@ def validate(cfg: Config) -> None:
     _check_norm(cfg.data.mean, cfg.data.std, cfg.data.grayscale, "data")
     _check_range("", "seed", cfg.seed)
     _check_averaging(cfg)
-    if len(cfg.model.channels) > 6:
-        raise ValueError(f"model.channels lists {len(cfg.model.channels)} blocks; the cnn has 1 to 6 (each but the "
-                         f"last halves the side).")
+    most = rules("model", "depth")["high"]  # the blocks a list may give are those model.depth allows
+    if len(cfg.model.channels) > most:
+        raise ValueError(f"model.channels lists {len(cfg.model.channels)} blocks; the cnn has 1 to {most:g} (each "
+                         f"but the last halves the side).")
     name = cfg.output.name
     if name is not None and (not name or any(c in name for c in ("/", "\\", "\0")) or name in (".", "..")):
         raise ValueError(f"output.name must be a plain folder name; got {_show(cfg.output.name)}.")
