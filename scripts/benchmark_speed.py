@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -188,12 +187,29 @@ def eval_rate(trainer: Trainer) -> float:
     return len(trainer.val) / (time.perf_counter() - start)
 
 
+# Starts the measured command from a small interpreter and writes its peak to a file: Linux keeps a child's peak
+# across exec, so a command forked straight from this process (torch and a trainer loaded) would count this
+# process's memory as its own; RUSAGE_CHILDREN here would also count the reference loader's forked workers.
+_PEAK_OF_CHILD = ("import resource, subprocess, sys\n"
+                  "code = subprocess.run(sys.argv[2:]).returncode\n"
+                  "with open(sys.argv[1], 'w') as fh:\n"
+                  "    fh.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+                  "sys.exit(code)\n")
+
+
+def child_peak_mb(cmd, cwd=None) -> float:
+    """Run ``cmd`` and return its own peak resident memory in MB (Linux reports KiB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "maxrss"
+        subprocess.run([sys.executable, "-c", _PEAK_OF_CHILD, str(report), *cmd], check=True, cwd=cwd)
+        return int(report.read_text()) / 1024
+
+
 def peak_memory_mb(data: Path, config: str, minutes: float, out: Path, device: str) -> float:
     """Peak resident memory (MB) of an ``emoclf train`` child process on the whole dataset."""
     cmd = [sys.executable, "-m", "emoclf", "-q", "train", "-c", config, "--set", f"data.root={data}",
            "--set", f"output.dir={out}", "--set", f"train.time_limit={minutes}", "--set", f"train.device={device}"]
-    subprocess.run(cmd, check=True, cwd=Path(__file__).resolve().parents[1])
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # Linux reports KiB
+    return child_peak_mb(cmd, Path(__file__).resolve().parents[1])
 
 
 def main() -> int:

@@ -270,3 +270,6 @@ def test_bf16_on_a_cpu_trains_with_float32_weights(small_faces, tmp_path):
     assert floats and all(v.dtype == torch.float32 for v in floats)
     history = _history(run)
     assert len(history) == 2 and all(np.isfinite(float(r["train_loss"])) for r in history)
+    # The run scores its best checkpoint in float32, as evaluate does: the same probabilities, image by image.
+    again = Path(evaluate_run(run, out=str(tmp_path / "ev"))["out_dir"])
+    assert (run / "predictions.csv").read_text() == (again / "predictions.csv").read_text()

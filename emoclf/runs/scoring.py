@@ -116,7 +116,9 @@ def finalize_run(trainer) -> Path:
                                             cfg.output.class_names),
              "dataset_class_names": {c: trainer.dataset.folder_names.get(c, c) for c in trainer.class_names}}
     title = f"{cfg.run_name} ({cfg.model.name})"
+    # In full precision whatever train.amp trained in, as `emoclf evaluate` and predict score: the run's own
+    # figures are the ones a user reproduces (bf16 logits move an image or two across the decision line).
     score(trainer.raw_model, trainer.norm, trainer.val, trainer.class_names, cfg.train.eval_batch_size,
-          cfg.train.tta, trainer.dtype, Scored(run_dir, title, extra, notes))
+          cfg.train.tta, None, Scored(run_dir, title, extra, notes))
     log.info("Finished %s: report at %s", run_dir, run_dir / REPORT)
     return run_dir
