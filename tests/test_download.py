@@ -70,6 +70,9 @@ def test_second_call_does_nothing_and_force_redoes(nested_zip, tmp_path, monkeyp
     forced = dl.download(str(nested_zip), str(dest), force=True)
     assert not forced.already and calls == [1]
     assert forced.counts == again.counts
+    # --force without --source unpacks the recorded source again, not the default (course) dataset
+    alone = dl.download(None, str(dest), force=True)
+    assert not alone.already and calls == [1, 1] and alone.counts == again.counts
 
 
 def test_changed_dataset_is_reported_not_silently_restored(nested_zip, tmp_path):

@@ -90,9 +90,11 @@ def test_explain_cli_with_haar_writes_the_figure(runs, astronaut, tmp_path, caps
     assert main(["explain", str(astronaut), "--run", str(runs.rgb), "--haar", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "Grad-CAM layer: features" in out and "1 face(s)" in out
-    figure = tmp_path / "astronaut_gradcam.png"
+    figure = tmp_path / "astronaut_haar_gradcam.png"  # beside astronaut_gradcam.png of the whole photo
     assert figure.stat().st_size > 20_000 and str(figure) in out
     assert Image.open(figure).size[0] > Image.open(figure).size[1]
+    assert main(["explain", str(astronaut), "--run", str(runs.rgb), "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["astronaut_gradcam.png", "astronaut_haar_gradcam.png"]
 
 
 def test_explain_cli_all_classes_on_a_folder(runs, astronaut, tmp_path, capsys, caplog):

@@ -137,6 +137,7 @@ def test_no_face_frames_fall_back_to_the_whole_frame(runs, tmp_path):
     result = predict_video(Predictor(runs.cnn, "cpu", FaceDetector()), path, tmp_path / "out", annotated=False)
     rows = _rows(result.csv)
     assert len(rows) == 4 and {r["fallback"] for r in rows} == {"whole_image"} and {r["face"] for r in rows} == {"0"}
+    assert result.csv.name == "grey_haar_pred.csv"  # the run without a face crop writes grey_pred.csv beside it
 
 
 def test_unreadable_video_names_the_file_and_the_fix(runs, tmp_path, capsys):

@@ -244,12 +244,15 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
              max_gb: Optional[float] = None) -> Result:
     """Fetch, check and unpack ``source`` into ``dest``, then record where the dataset root is."""
     dest_path, limit, started = Path(dest).expanduser(), archive.max_bytes(max_gb), time.time()
-    if source is None and not force:  # no --source: a dataset already recorded in dest, whatever its source
+    if source is None:  # no --source: the dataset already recorded in dest, whatever its source
         record = _read_record(dest_path) or {}
         if isinstance(record.get("identity"), dict):
-            done = _already_there(dest_path, record["identity"], str(record.get("source", "?")))
-            if done is not None:
-                return done
+            if not force:
+                done = _already_there(dest_path, record["identity"], str(record.get("source", "?")))
+                if done is not None:
+                    return done
+            else:  # --force alone: again from where it came (a path, URL or Drive id)
+                source = str(record["identity"].get("value") or "") or None
     src = sources.parse(source or sources.DEFAULT_SOURCE)
     identity = sources.identity(src)
     if not force:

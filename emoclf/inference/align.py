@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from PIL import Image
@@ -127,3 +128,22 @@ def find_face_crops(detector, img: Image.Image, framing: Framing) -> Tuple[List,
 def face_name(detector) -> str:
     """The --face name of a detector ("none" for None)."""
     return "none" if detector is None else getattr(detector, "name", type(detector).__name__)
+
+
+def output_stem(source: Path, kind: str, detector) -> str:
+    """The name of a result of ``source`` without its extension: photo_pred without a face crop, photo_haar_pred
+    with --face haar, so that one never replaces the other."""
+    face = face_name(detector)
+    return f"{Path(source).stem}_{kind}" if face == "none" else f"{Path(source).stem}_{face}_{kind}"
+
+
+def output_path(out: Path, source: Path, kind: str, detector, used: set, ext: str = ".png") -> Path:
+    """Where a figure of ``source`` goes in ``out`` (:func:`output_stem`); photo_pred-2.png for a second photo.jpg
+    of one call (``used`` holds the names given so far)."""
+    stem = output_stem(source, kind, detector)
+    name, n = f"{stem}{ext}", 1
+    while name in used:  # same file name from two folders in one call
+        n += 1
+        name = f"{stem}-{n}{ext}"
+    used.add(name)
+    return Path(out) / name

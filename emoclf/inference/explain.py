@@ -121,18 +121,10 @@ class Explainer:
         return Explanation(pred.record, pred.original, views, maps, classes, self.layer_name, pred.crops)
 
 
-def _figure_path(out: Path, image: Path, used: set) -> Path:
-    name, n = f"{image.stem}_gradcam.png", 1
-    while name in used:  # same file name from two folders in one call
-        n += 1
-        name = f"{image.stem}_gradcam-{n}.png"
-    used.add(name)
-    return out / name
-
-
 def explain_inputs(explainer: Explainer, inputs: Sequence[str], out: Path, all_classes: bool = False,
                    emit: Callable[[Dict], None] = lambda r: None) -> List[Dict]:
     """Grad-CAM figure of every image of ``inputs`` into ``out``; unreadable images are warned about and skipped."""
+    from emoclf.inference.align import output_path
     from emoclf.inference.explain_figures import plot_explanation
     from emoclf.inference.predict import UNREADABLE, find_images
 
@@ -144,7 +136,7 @@ def explain_inputs(explainer: Explainer, inputs: Sequence[str], out: Path, all_c
         except UNREADABLE as exc:
             log.warning("Skipping %s: cannot read it as an image (%s).", path, str(exc).splitlines()[0][:200])
             continue
-        target = _figure_path(Path(out), path, used)
+        target = output_path(Path(out), path, "gradcam", explainer.predictor.detector, used)
         if target.exists():
             log.info("Replacing %s", target)
         fig = plot_explanation(ex, explainer.class_names, target)

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from emoclf.data.imaging import is_image_name, is_video_name, load_array, open_image, preprocess_pil
-from emoclf.inference.align import crop_fields, face_name
+from emoclf.inference.align import crop_fields, face_name, output_path
 from emoclf.runs.folder import PREDICTIONS, as_run_list
 
 log = logging.getLogger(__name__)
@@ -217,17 +217,6 @@ def write_predictions_csv(path: Path, records: List[Dict], class_names: Sequence
     return Path(path)
 
 
-def _figure_path(out: Path, image: Path, used: set, face: str = "none") -> Path:
-    # photo_pred.png without a face crop, photo_haar_pred.png with --face haar: one never replaces the other
-    stem, n = f"{image.stem}_pred" if face == "none" else f"{image.stem}_{face}_pred", 1
-    name = f"{stem}.png"
-    while name in used:  # same file name from two folders in one call
-        n += 1
-        name = f"{stem}-{n}.png"
-    used.add(name)
-    return out / name
-
-
 @dataclass
 class Summary:
     """What a predict call produced."""
@@ -259,7 +248,7 @@ def predict_inputs(predictor: Predictor, inputs: Sequence[str], out: Optional[Pa
         if path in truth:
             pred.record["true"] = truth[path]
         if figures:
-            target = _figure_path(Path(out), path, used, face_name(predictor.detector))
+            target = output_path(Path(out), path, "pred", predictor.detector, used)
             fig = plot_prediction(pred, predictor.class_names, target)
             if fig is not None:
                 pred.record["figure"] = str(fig)

@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from emoclf.inference.align import output_stem
 from emoclf.inference.face import Box, load_cv2
 from emoclf.utils.files import usual_file_mode
 
@@ -238,7 +239,8 @@ def _scan(predictor, cap, first, every: int, fps: float, rows, video: Optional[_
 
 
 def predict_video(predictor, path: Path, out: Path, every: int = 1, annotated: bool = True) -> VideoResult:
-    """Score a video file: OUT/<stem>_pred.csv (one row per face per scored frame) and an annotated video."""
+    """Score a video file: OUT/<stem>_pred.csv (one row per face per scored frame) and an annotated video;
+    OUT/<stem>_<face>_pred.* with a face detector."""
     import time
 
     from tqdm import tqdm
@@ -251,7 +253,7 @@ def predict_video(predictor, path: Path, out: Path, every: int = 1, annotated: b
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None  # unknown for some streams
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"{path.stem}_pred"
+    stem = output_stem(path, "pred", predictor.detector)  # clip_pred, clip_haar_pred, ...
     csv_tmp = _temp_beside(out / f"{stem}.csv")
     video = _Annotated(out, stem, fps) if annotated else None
     ok, start = False, time.perf_counter()
