@@ -69,7 +69,7 @@ def test_haar_video_scores_every_face_of_every_frame(runs, clip, tmp_path, capsy
     out = tmp_path / "out"
     assert main(["predict", str(clip), "--run", str(runs.rgb), "--haar", "--out", str(out)]) == 0
     assert "12 frame(s), 12 scored, 12 face(s)" in capsys.readouterr().out
-    rows = _rows(out / "clip_pred.csv")
+    rows = _rows(out / "clip_haar_pred.csv")
     classes = Predictor(runs.rgb, "cpu").class_names
     assert list(rows[0]) == ["frame", "time_s", "face", "x", "y", "w", "h", "label", "score"] + \
         [f"p_{c}" for c in classes] + ["fallback"]
@@ -81,9 +81,10 @@ def test_haar_video_scores_every_face_of_every_frame(runs, clip, tmp_path, capsy
     for r in rows:
         probs = {c: float(r[f"p_{c}"]) for c in classes}
         assert sum(probs.values()) == pytest.approx(1, abs=1e-3) and r["label"] == max(probs, key=probs.get)
-    video = _frames_of(out / "clip_pred.mp4")
+    video = _frames_of(out / "clip_haar_pred.mp4")
     assert len(video) == FRAMES and video[0].shape == (SIZE[1], SIZE[0], 3)
-    assert sorted(p.name for p in out.iterdir()) == ["clip_pred.csv", "clip_pred.mp4"]  # no temporary files left
+    # no temporary files left
+    assert sorted(p.name for p in out.iterdir()) == ["clip_haar_pred.csv", "clip_haar_pred.mp4"]
     for made in out.iterdir():  # readable like every other output, not private to the user
         assert stat.S_IMODE(made.stat().st_mode) == 0o666 & ~current_umask()
 
