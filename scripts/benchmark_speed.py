@@ -14,6 +14,7 @@ whole dataset for a short time limit in a child process (`emoclf train`, cache a
 process's peak resident memory. Predict latency per photo: scripts/benchmark_predict.py.
 
     python scripts/benchmark_speed.py --data data/fer2013 --images 2048 --rounds 3 --peak-memory
+    python scripts/benchmark_speed.py --data data/fer2013 --models none --peak-memory   # the memory only
 """
 from __future__ import annotations
 
@@ -217,7 +218,7 @@ def main() -> int:
     p.add_argument("--data", required=True, help="dataset folder with train/ and validation/ class folders")
     p.add_argument("--images", type=int, default=2048, help="training images in the benchmark subset")
     p.add_argument("--models", default=",".join(m for m, _ in MODELS),
-                   help="comma-separated: cnn,resnet18,mobilenet_v3")
+                   help="comma-separated: cnn,resnet18,mobilenet_v3 (none: with --peak-memory, only that)")
     p.add_argument("--steps", type=int, default=30, help="steps for the ceiling measurement")
     p.add_argument("--rounds", type=int, default=1, help="measure each model this many times, interleaved, and "
                    "print the medians (a shared machine's speed moves between minutes)")
@@ -255,7 +256,8 @@ def main() -> int:
         print(rows[-1] if len(rows) > 1 else header + "\n" + rows[-1], flush=True)
         if args.rounds > 1:
             print("    rounds (a/b/c/c'): " + ", ".join("/".join(f"{v:.1f}" for v in r) for r in rounds), flush=True)
-    print(f"device: {trainer.device}; rates in training images per second")
+    if rows:
+        print(f"device: {trainer.device}; rates in training images per second")
     if args.peak_memory:
         mb = peak_memory_mb(Path(args.data).resolve(), args.memory_config, args.memory_minutes, tmp / "mem",
                             args.device)
