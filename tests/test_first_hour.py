@@ -42,8 +42,12 @@ def test_a_recorded_dataset_is_reused_without_a_source(tmp_path, monkeypatch):
     _offline(monkeypatch)  # a second run without --source must not go to the network
     again = dl.download(None, str(tmp_path / "data"))
     assert again.already and again.root == first.root and "course.zip" in again.summary()
+    # --force without --source unpacks the recorded course.zip again (offline too), not the default link
+    forced = dl.download(None, str(tmp_path / "data"), force=True)
+    assert not forced.already and forced.root == first.root and forced.counts == first.counts
+    (tmp_path / "data" / dl.MARKER).unlink()  # nothing recorded: the default source, which needs the network
     with pytest.raises(RuntimeError, match="network is unreachable"):
-        dl.download(None, str(tmp_path / "data"), force=True)  # --force without --source: the default source
+        dl.download(None, str(tmp_path / "data"), force=True)
 
 
 def _collapsed_folder(tmp_path, names=("angry", "happy", "sad")):
