@@ -73,6 +73,19 @@ CONFIGS = REPO / "configs"
 CLASSES = ("angry", "happy", "sad", "surprise")
 
 
+def script_module(name: str):
+    """scripts/<name>.py imported as a module (scripts/ is no package); registered in sys.modules, where
+    dataclasses look their module up."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def tiny_overrides(root: Path, out: Path, epochs: int = 2) -> List[str]:
     """Overrides that make any config train in about a second on the CPU."""
     return [f"data.root={root}", "data.image_size=32", "model.width=8", "model.depth=2", f"train.epochs={epochs}",

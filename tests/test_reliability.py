@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import os
 import random
 import stat
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, fast_config
+from conftest import fast_config, script_module
 
 from emoclf.cli import app as cli
 from emoclf.data import dataset as data_mod
@@ -27,16 +25,7 @@ from emoclf.training.trainer import train
 from emoclf.utils import files as eio
 from emoclf.utils.yamlio import read_yaml
 
-
-def _chaos():
-    spec = importlib.util.spec_from_file_location("chaos", REPO / "scripts" / "chaos.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["chaos"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-chaos = _chaos()
+chaos = script_module("chaos")
 
 
 def _cli(argv, capsys):

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, script_module
 
 from emoclf.data.synthetic import make_dataset
 
@@ -246,7 +246,7 @@ def test_results_page_shows_every_recorded_run():
     """docs/results-fer2013.md holds the row of each record in docs/results/ (scripts/run_recipe.py --table)."""
     import json
 
-    run_recipe = _script_module("run_recipe")
+    run_recipe = script_module("run_recipe")
     page = (REPO / "docs" / "results-fer2013.md").read_text(encoding="utf-8")
     records = sorted((REPO / "docs" / "results").glob("*.json"))
     assert records, "docs/results/ holds the JSON of each recorded run"
@@ -264,7 +264,7 @@ def test_speed_ceiling_steps_at_the_crop_size(tmp_path):
     from emoclf.config import load_config
     from emoclf.training.trainer import Trainer
 
-    bench = _script_module("benchmark_speed")
+    bench = script_module("benchmark_speed")
     data = make_dataset(tmp_path / "data", classes=("happy", "sad"), train_per_class=8, val_per_class=2, size=32,
                         seed=6)
     trainer = Trainer(load_config(None, tiny_overrides(data, tmp_path / "runs") + ["augment.crop=24"]))
@@ -277,19 +277,10 @@ def test_speed_ceiling_steps_at_the_crop_size(tmp_path):
 def test_peak_memory_is_the_childs_own():
     """benchmark_speed.py --peak-memory reports the training child's own peak, not the largest of every child this
     process has waited for (RUSAGE_CHILDREN): a large child before a small one does not raise the small one's."""
-    bench = _script_module("benchmark_speed")
+    bench = script_module("benchmark_speed")
     large = bench.child_peak_mb([sys.executable, "-c", "b = bytearray(400 * 2**20); b[::4096] = b'x' * len(b[::4096])"])
     small = bench.child_peak_mb([sys.executable, "-c", "pass"])
     assert large > 400 > 100 > small
     with pytest.raises(subprocess.CalledProcessError):
         bench.child_peak_mb([sys.executable, "-c", "raise SystemExit(3)"])
 
-
-def _script_module(name: str):
-    """A script of scripts/ imported as a module (scripts/ is no package)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

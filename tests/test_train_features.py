@@ -274,11 +274,9 @@ def test_validation_during_training_scores_the_centre_crop(crop_run):
 
 @pytest.mark.slow
 def test_the_feature_benchmark_prints_its_table(capsys):
-    import importlib.util
+    from conftest import script_module
 
-    spec = importlib.util.spec_from_file_location("benchmark_features", "scripts/benchmark_features.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = script_module("benchmark_features")
     assert bench.main(["--images", "20", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
     for row in ("off", "train.ema=0.999", "augment.crop=40", "SWA BatchNorm refresh", "scoring, tencrop at crop 40"):
