@@ -246,13 +246,13 @@ def download(source: Optional[str] = None, dest: str = "data", force: bool = Fal
     dest_path, limit, started = Path(dest).expanduser(), archive.max_bytes(max_gb), time.time()
     if source is None:  # no --source: the dataset already recorded in dest, whatever its source
         record = _read_record(dest_path) or {}
-        if isinstance(record.get("identity"), dict):
-            if not force:
-                done = _already_there(dest_path, record["identity"], str(record.get("source", "?")))
-                if done is not None:
-                    return done
-            else:  # --force alone: again from where it came (a path, URL or Drive id)
-                source = str(record["identity"].get("value") or "") or None
+        recorded = record.get("identity")
+        if isinstance(recorded, dict) and force:  # --force alone: again from where it came (path, URL, Drive id)
+            source = recorded.get("value")
+        elif isinstance(recorded, dict):
+            done = _already_there(dest_path, recorded, str(record.get("source", "?")))
+            if done is not None:
+                return done
     src = sources.parse(source or sources.DEFAULT_SOURCE)
     identity = sources.identity(src)
     if not force:
